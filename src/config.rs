@@ -1,0 +1,255 @@
+//! Configuration: [`TopicConfig`] (persisted per topic) and the Wharf-wide options behind
+//! [`crate::WharfBuilder`]. Every default and every limit is a named constant here.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Default partitions per topic.
+pub const DEFAULT_PARTITIONS: u32 = 1;
+/// Most partitions a topic may have.
+pub const MAX_PARTITIONS: u32 = 4_096;
+
+/// Default segment size: 64 MiB. Kafka and RocketMQ use 1 GiB on servers; wharf preallocates
+/// the active segment, so the default stays small enough for edge devices.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Smallest segment: 4 KiB.
+pub const MIN_SEGMENT_BYTES: u64 = 4 * 1024;
+/// Largest segment: 2 GiB - 1. File positions are stored as `u32` in the index.
+pub const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
+
+/// Default bytes between sparse offset-index entries (Kafka's `index.interval.bytes`).
+pub const DEFAULT_INDEX_INTERVAL_BYTES: u32 = 4_096;
+
+/// Default largest record: 1 MiB (Kafka's `max.message.bytes` is about the same).
+pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1024 * 1024;
+
+/// Longest topic name, as in Kafka.
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// Default interval of the background flush (sync of `NoWait`/`Write` data): 1 s.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Default cap on asynchronous `Fsync` sends waiting for a sync, per partition. A caller that
+/// would exceed it syncs in its own thread instead (backpressure without unbounded memory).
+pub const DEFAULT_MAX_PENDING_ASYNC: usize = 65_536;
+
+/// Retention limits of a topic. Segments past either limit are deleted whole (never the
+/// active one). `None` means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Retention {
+    /// Delete a segment once its newest record is older than this.
+    pub max_age: Option<Duration>,
+    /// Delete the oldest segments while the partition holds more than this many bytes.
+    pub max_bytes: Option<u64>,
+}
+
+impl Retention {
+    /// Keep everything (the default).
+    pub const fn forever() -> Self {
+        Retention {
+            max_age: None,
+            max_bytes: None,
+        }
+    }
+
+    /// Sets the age limit.
+    #[must_use]
+    pub const fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = Some(age);
+        self
+    }
+
+    /// Sets the size limit per partition.
+    #[must_use]
+    pub const fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = Some(bytes);
+        self
+    }
+}
+
+/// A topic's configuration, fixed at creation and stored with the topic.
+///
+/// ```
+/// use wharf::TopicConfig;
+/// let config = TopicConfig::default().partitions(4).segment_bytes(16 << 20);
+/// assert_eq!(config.partitions, 4);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicConfig {
+    /// Number of partitions. Default [`DEFAULT_PARTITIONS`], at most [`MAX_PARTITIONS`].
+    pub partitions: u32,
+    /// Size at which a segment is sealed and the next one started. Default
+    /// [`DEFAULT_SEGMENT_BYTES`]; between [`MIN_SEGMENT_BYTES`] and [`MAX_SEGMENT_BYTES`].
+    pub segment_bytes: u64,
+    /// Bytes of log between two offset-index entries. Default [`DEFAULT_INDEX_INTERVAL_BYTES`];
+    /// 0 indexes every batch.
+    pub index_interval_bytes: u32,
+    /// Largest encoded record (key, value and headers). Default [`DEFAULT_MAX_MESSAGE_BYTES`];
+    /// must fit in a segment.
+    pub max_message_bytes: u32,
+    /// Retention limits. Default: keep everything.
+    pub retention: Retention,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig {
+            partitions: DEFAULT_PARTITIONS,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            index_interval_bytes: DEFAULT_INDEX_INTERVAL_BYTES,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            retention: Retention::forever(),
+        }
+    }
+}
+
+impl TopicConfig {
+    /// Sets the number of partitions.
+    #[must_use]
+    pub fn partitions(mut self, partitions: u32) -> Self {
+        self.partitions = partitions;
+        self
+    }
+
+    /// Sets the segment size in bytes.
+    #[must_use]
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes;
+        self
+    }
+
+    /// Sets the bytes between offset-index entries.
+    #[must_use]
+    pub fn index_interval_bytes(mut self, bytes: u32) -> Self {
+        self.index_interval_bytes = bytes;
+        self
+    }
+
+    /// Sets the largest record size in bytes.
+    #[must_use]
+    pub fn max_message_bytes(mut self, bytes: u32) -> Self {
+        self.max_message_bytes = bytes;
+        self
+    }
+
+    /// Sets the retention limits.
+    #[must_use]
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Checks every field against its limits.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::InvalidConfig`] naming the first field out of range.
+    pub fn validate(&self) -> Result<()> {
+        if self.partitions == 0 || self.partitions > MAX_PARTITIONS {
+            return Err(Error::invalid_config(format!(
+                "partitions must be between 1 and {MAX_PARTITIONS}, got {}",
+                self.partitions
+            )));
+        }
+        if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&self.segment_bytes) {
+            return Err(Error::invalid_config(format!(
+                "segment_bytes must be between {MIN_SEGMENT_BYTES} and {MAX_SEGMENT_BYTES}, got {}",
+                self.segment_bytes
+            )));
+        }
+        if self.max_message_bytes == 0 {
+            return Err(Error::invalid_config(
+                "max_message_bytes must be at least 1",
+            ));
+        }
+        let largest_batch = crate::format::batch::max_batch_len_for_record(self.max_message_bytes);
+        let room = self.segment_bytes - crate::format::file_header::SEGMENT_HEADER_LEN as u64;
+        if largest_batch > room {
+            return Err(Error::invalid_config(format!(
+                "max_message_bytes {} does not fit in a segment of {} bytes",
+                self.max_message_bytes, self.segment_bytes
+            )));
+        }
+        if self.retention.max_bytes == Some(0) {
+            return Err(Error::invalid_config(
+                "retention max_bytes must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Wharf-wide options, set through [`crate::WharfBuilder`].
+#[derive(Debug, Clone)]
+pub(crate) struct WharfOptions {
+    pub read_only: bool,
+    pub flush_interval: Duration,
+    pub flush_messages: Option<u64>,
+    pub max_pending_async: usize,
+}
+
+impl Default for WharfOptions {
+    fn default() -> Self {
+        WharfOptions {
+            read_only: false,
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            flush_messages: None,
+            max_pending_async: DEFAULT_MAX_PENDING_ASYNC,
+        }
+    }
+}
+
+impl WharfOptions {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.flush_interval.is_zero() {
+            return Err(Error::invalid_config(
+                "flush_interval must be greater than zero",
+            ));
+        }
+        if self.flush_messages == Some(0) {
+            return Err(Error::invalid_config("flush_messages must be at least 1"));
+        }
+        if self.max_pending_async == 0 {
+            return Err(Error::invalid_config(
+                "max_pending_async must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn default_config_is_valid() {
+        TopicConfig::default().validate().expect("default config");
+    }
+
+    #[test]
+    fn out_of_range_fields_are_rejected() {
+        let bad = [
+            TopicConfig::default().partitions(0),
+            TopicConfig::default().partitions(MAX_PARTITIONS + 1),
+            TopicConfig::default().segment_bytes(MIN_SEGMENT_BYTES - 1),
+            TopicConfig::default().segment_bytes(MAX_SEGMENT_BYTES + 1),
+            TopicConfig::default().max_message_bytes(0),
+            TopicConfig::default()
+                .segment_bytes(MIN_SEGMENT_BYTES)
+                .max_message_bytes(8_192),
+            TopicConfig::default().retention(Retention::forever().max_bytes(0)),
+        ];
+        for config in bad {
+            let err = config.validate().expect_err("must be rejected");
+            assert!(
+                matches!(err.kind(), ErrorKind::InvalidConfig { .. }),
+                "{config:?}"
+            );
+        }
+    }
+}

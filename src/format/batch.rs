@@ -1,0 +1,574 @@
+//! Record batches: the unit appended to a segment, checked as a whole by one CRC32C.
+//!
+//! A batch is a fixed header followed by its records. All integers little-endian.
+//!
+//! | position | size | field |
+//! |---------:|-----:|-------|
+//! | 0  | 8 | `base_offset`: offset of the first record |
+//! | 8  | 4 | `length`: bytes of the whole batch, header included |
+//! | 12 | 4 | `crc`: CRC32C of bytes `[0, 12)` followed by `[16, length)` |
+//! | 16 | 1 | `version`: 1 (0 is never valid, so zeroed space is never a batch) |
+//! | 17 | 1 | `attributes`: 0 (reserved) |
+//! | 18 | 2 | reserved, 0 |
+//! | 20 | 4 | `record_count`: at least 1 |
+//! | 24 | 8 | `first_timestamp`: ms since the epoch, of the first record |
+//! | 32 | 8 | `max_timestamp`: largest record timestamp in the batch |
+//! | 40 | … | records |
+//!
+//! The CRC covers every header field but itself, the base offset and length included, so a
+//! batch copied to the wrong place, or a stale batch left in reused space, fails the check
+//! against the offset the reader expects. A `length` of 0 marks the end of the written part of
+//! a preallocated segment.
+//!
+//! Each record (varints are LEB128, see [`super::varint`]):
+//!
+//! | field | encoding |
+//! |-------|----------|
+//! | `body_length` | varint: bytes of the record after this field |
+//! | `timestamp_delta` | zigzag varint: record timestamp − `first_timestamp` |
+//! | `key_length` | varint: 0 = no key, n + 1 = a key of n bytes |
+//! | `key` | bytes |
+//! | `value_length` | varint |
+//! | `value` | bytes |
+//! | `header_count` | varint |
+//! | headers | per header: name length (varint), name (UTF-8), value length (varint), value |
+//!
+//! A record's offset is `base_offset` plus its index in the batch.
+
+use std::ops::Range;
+
+use super::cursor::{Reader, Writer};
+use super::record::Record;
+use super::varint;
+
+/// Bytes of the fixed batch header.
+pub(crate) const BATCH_HEADER_LEN: usize = 40;
+/// Batch format version.
+pub(crate) const BATCH_VERSION: u8 = 1;
+
+const LENGTH_POS: usize = 8;
+const CRC_POS: usize = LENGTH_POS + 4;
+const VERSION_POS: usize = CRC_POS + 4;
+const COUNT_POS: usize = VERSION_POS + 4;
+const FIRST_TS_POS: usize = COUNT_POS + 4;
+const MAX_TS_POS: usize = FIRST_TS_POS + 8;
+const _: () = assert!(MAX_TS_POS + 8 == BATCH_HEADER_LEN);
+
+/// The parsed fixed header of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchHeader {
+    pub base_offset: u64,
+    pub length: u32,
+    pub crc: u32,
+    pub record_count: u32,
+    pub first_timestamp: i64,
+    pub max_timestamp: i64,
+}
+
+impl BatchHeader {
+    /// The offset after this batch's last record.
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.base_offset + u64::from(self.record_count)
+    }
+}
+
+/// Why bytes are not a valid batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BatchError {
+    /// Fewer bytes than the header or the stated length.
+    Truncated,
+    /// A zero length: the unwritten (preallocated) part of a segment.
+    EndOfData,
+    BadLength(u32),
+    BadVersion(u8),
+    BadReservedBits,
+    BadRecordCount,
+    BadCrc {
+        stored: u32,
+        computed: u32,
+    },
+    /// The batch is valid in itself but not the one expected here.
+    UnexpectedOffset {
+        expected: u64,
+        found: u64,
+    },
+    BadRecord(&'static str),
+}
+
+impl std::fmt::Display for BatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BatchError::Truncated => write!(f, "batch is cut short"),
+            BatchError::EndOfData => write!(f, "zeroed space where a batch was expected"),
+            BatchError::BadLength(len) => write!(f, "impossible batch length {len}"),
+            BatchError::BadVersion(v) => write!(f, "unknown batch version {v}"),
+            BatchError::BadReservedBits => write!(f, "reserved header bits are set"),
+            BatchError::BadRecordCount => write!(f, "record count does not match the records"),
+            BatchError::BadCrc { stored, computed } => {
+                write!(
+                    f,
+                    "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+                )
+            }
+            BatchError::UnexpectedOffset { expected, found } => {
+                write!(
+                    f,
+                    "batch has base offset {found} where offset {expected} was expected"
+                )
+            }
+            BatchError::BadRecord(what) => write!(f, "malformed record: {what}"),
+        }
+    }
+}
+
+/// Encoded length of `record` (its length prefix included) when its timestamp is
+/// `timestamp_delta` from the batch's first timestamp.
+pub(crate) fn record_len(record: &Record, timestamp_delta: i64) -> usize {
+    let body = record_body_len(record, timestamp_delta);
+    varint::encoded_len(body as u64) + body
+}
+
+fn record_body_len(record: &Record, timestamp_delta: i64) -> usize {
+    let key_field = match &record.key {
+        Some(key) => varint::encoded_len(key.len() as u64 + 1) + key.len(),
+        None => 1,
+    };
+    let headers: usize = record
+        .headers
+        .iter()
+        .map(|h| {
+            varint::encoded_len(h.key.len() as u64)
+                + h.key.len()
+                + varint::encoded_len(h.value.len() as u64)
+                + h.value.len()
+        })
+        .sum();
+    varint::encoded_len(varint::zigzag(timestamp_delta))
+        + key_field
+        + varint::encoded_len(record.payload.len() as u64)
+        + record.payload.len()
+        + varint::encoded_len(record.headers.len() as u64)
+        + headers
+}
+
+/// The largest batch a single record of `max_message_bytes` can produce.
+pub(crate) fn max_batch_len_for_record(max_message_bytes: u32) -> u64 {
+    BATCH_HEADER_LEN as u64 + u64::from(max_message_bytes)
+}
+
+/// Plans a batch: the timestamps each record gets and the total length.
+#[derive(Debug, Clone)]
+pub(crate) struct BatchPlan {
+    pub first_timestamp: i64,
+    pub max_timestamp: i64,
+    pub length: usize,
+}
+
+/// The timestamp `record` is stored with when appended at `now`.
+#[inline]
+pub(crate) fn effective_timestamp(record: &Record, now: i64) -> i64 {
+    record
+        .timestamp
+        .map_or(now, crate::clock::Timestamp::as_millis)
+}
+
+/// Computes the length and timestamps of a batch of `records` appended at `now`.
+pub(crate) fn plan_batch(records: &[&Record], now: i64) -> BatchPlan {
+    let first_timestamp = records.first().map_or(now, |r| effective_timestamp(r, now));
+    let mut max_timestamp = first_timestamp;
+    let mut length = BATCH_HEADER_LEN;
+    for record in records {
+        let ts = effective_timestamp(record, now);
+        max_timestamp = max_timestamp.max(ts);
+        length += record_len(record, ts.wrapping_sub(first_timestamp));
+    }
+    BatchPlan {
+        first_timestamp,
+        max_timestamp,
+        length,
+    }
+}
+
+/// Encodes `records` as one batch into `dst`, which must be exactly `plan.length` bytes.
+/// Returns `false` (with `dst` in an unspecified state) only if `dst` has the wrong size.
+pub(crate) fn encode_batch(
+    dst: &mut [u8],
+    base_offset: u64,
+    records: &[&Record],
+    plan: &BatchPlan,
+    now: i64,
+) -> bool {
+    let Ok(length) = u32::try_from(plan.length) else {
+        return false;
+    };
+    let Ok(count) = u32::try_from(records.len()) else {
+        return false;
+    };
+    if dst.len() != plan.length || count == 0 {
+        return false;
+    }
+    let mut w = Writer::new(dst);
+    w.u64(base_offset);
+    w.u32(length);
+    w.u32(0); // CRC, filled in below
+    w.u8(BATCH_VERSION);
+    w.u8(0);
+    w.u16(0);
+    w.u32(count);
+    w.i64(plan.first_timestamp);
+    w.i64(plan.max_timestamp);
+    for record in records {
+        let delta = effective_timestamp(record, now).wrapping_sub(plan.first_timestamp);
+        encode_record(&mut w, record, delta);
+    }
+    if w.overflowed() || w.position() != plan.length {
+        return false;
+    }
+    let crc = batch_crc(dst);
+    match dst.get_mut(CRC_POS..CRC_POS + 4) {
+        Some(slot) => {
+            slot.copy_from_slice(&crc.to_le_bytes());
+            true
+        }
+        None => false,
+    }
+}
+
+fn encode_record(w: &mut Writer<'_>, record: &Record, timestamp_delta: i64) {
+    w.varint(record_body_len(record, timestamp_delta) as u64);
+    w.varint(varint::zigzag(timestamp_delta));
+    match &record.key {
+        Some(key) => {
+            w.varint(key.len() as u64 + 1);
+            w.bytes(key);
+        }
+        None => w.varint(0),
+    }
+    w.varint(record.payload.len() as u64);
+    w.bytes(&record.payload);
+    w.varint(record.headers.len() as u64);
+    for header in &record.headers {
+        w.varint(header.key.len() as u64);
+        w.bytes(header.key.as_bytes());
+        w.varint(header.value.len() as u64);
+        w.bytes(&header.value);
+    }
+}
+
+/// CRC32C of a whole batch (`batch.len()` = its length) skipping the CRC field itself.
+pub(crate) fn batch_crc(batch: &[u8]) -> u32 {
+    let head = batch.get(..CRC_POS).unwrap_or_default();
+    let tail = batch.get(VERSION_POS..).unwrap_or_default();
+    crc32c::crc32c_append(crc32c::crc32c(head), tail)
+}
+
+/// Parses and checks the fixed header at the front of `bytes` (which may extend past the
+/// batch). Does not check the CRC.
+pub(crate) fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    let mut r = Reader::new(bytes);
+    let (Some(base_offset), Some(length), Some(crc)) = (r.u64(), r.u32(), r.u32()) else {
+        return Err(BatchError::Truncated);
+    };
+    if length == 0 {
+        return Err(BatchError::EndOfData);
+    }
+    let (Some(version), Some(attributes), Some(reserved), Some(record_count)) =
+        (r.u8(), r.u8(), r.u16(), r.u32())
+    else {
+        return Err(BatchError::Truncated);
+    };
+    let (Some(first_timestamp), Some(max_timestamp)) = (r.i64(), r.i64()) else {
+        return Err(BatchError::Truncated);
+    };
+    if version != BATCH_VERSION {
+        return Err(BatchError::BadVersion(version));
+    }
+    if attributes != 0 || reserved != 0 {
+        return Err(BatchError::BadReservedBits);
+    }
+    if record_count == 0 {
+        return Err(BatchError::BadRecordCount);
+    }
+    // Every record takes at least 5 bytes (length, delta, key, value length, header count).
+    if u64::from(length) < BATCH_HEADER_LEN as u64 + 5 * u64::from(record_count) {
+        return Err(BatchError::BadLength(length));
+    }
+    Ok(BatchHeader {
+        base_offset,
+        length,
+        crc,
+        record_count,
+        first_timestamp,
+        max_timestamp,
+    })
+}
+
+/// Parses the header at the front of `bytes`, checks that the batch is the one expected at
+/// `expected_offset`, that it is complete within `bytes`, and that its CRC matches. Returns
+/// the header and the batch's bytes.
+pub(crate) fn check_batch(
+    bytes: &[u8],
+    expected_offset: u64,
+) -> Result<(BatchHeader, &[u8]), BatchError> {
+    let header = parse_header(bytes)?;
+    let batch = bytes
+        .get(..header.length as usize)
+        .ok_or(BatchError::Truncated)?;
+    let computed = batch_crc(batch);
+    if computed != header.crc {
+        return Err(BatchError::BadCrc {
+            stored: header.crc,
+            computed,
+        });
+    }
+    if header.base_offset != expected_offset {
+        return Err(BatchError::UnexpectedOffset {
+            expected: expected_offset,
+            found: header.base_offset,
+        });
+    }
+    Ok((header, batch))
+}
+
+/// Where one record's parts lie, as byte ranges relative to the start of its batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RecordSpan {
+    /// Index of the record in its batch (offset − base offset).
+    pub index: u32,
+    pub timestamp: i64,
+    pub key: Option<Range<u32>>,
+    pub value: Range<u32>,
+    /// The encoded headers (all of them, back to back).
+    pub headers: Range<u32>,
+    pub header_count: u32,
+}
+
+/// Decodes every record of a checked batch, calling `f` for each; checks the record structure
+/// completely (lengths, count, UTF-8 header names), so accessors on the spans cannot fail.
+pub(crate) fn decode_records(
+    batch: &[u8],
+    header: &BatchHeader,
+    mut f: impl FnMut(RecordSpan),
+) -> Result<(), BatchError> {
+    let mut r = Reader::new(batch);
+    r.bytes(BATCH_HEADER_LEN).ok_or(BatchError::Truncated)?;
+    for index in 0..header.record_count {
+        let span = decode_record(&mut r, index, header.first_timestamp)?;
+        f(span);
+    }
+    if r.remaining() != 0 {
+        return Err(BatchError::BadRecordCount);
+    }
+    Ok(())
+}
+
+fn decode_record(r: &mut Reader<'_>, index: u32, first_ts: i64) -> Result<RecordSpan, BatchError> {
+    const SHORT: BatchError = BatchError::BadRecord("field runs past the record");
+    let body_len = r.varint().ok_or(BatchError::BadRecord("bad length"))?;
+    let body_len = usize::try_from(body_len).map_err(|_| SHORT)?;
+    let start = r.position();
+    let body = r.bytes(body_len).ok_or(SHORT)?;
+    let mut b = Reader::new(body);
+    let delta = varint::unzigzag(b.varint().ok_or(SHORT)?);
+    let key = match b.varint().ok_or(SHORT)? {
+        0 => None,
+        n => {
+            let len = usize::try_from(n - 1).map_err(|_| SHORT)?;
+            let at = b.position();
+            b.bytes(len).ok_or(SHORT)?;
+            Some(span(start + at, len)?)
+        }
+    };
+    let value_len = usize::try_from(b.varint().ok_or(SHORT)?).map_err(|_| SHORT)?;
+    let value_at = b.position();
+    b.bytes(value_len).ok_or(SHORT)?;
+    let header_count = u32::try_from(b.varint().ok_or(SHORT)?).map_err(|_| SHORT)?;
+    let headers_at = b.position();
+    for _ in 0..header_count {
+        let name_len = usize::try_from(b.varint().ok_or(SHORT)?).map_err(|_| SHORT)?;
+        let name = b.bytes(name_len).ok_or(SHORT)?;
+        std::str::from_utf8(name).map_err(|_| BatchError::BadRecord("header name is not UTF-8"))?;
+        let len = usize::try_from(b.varint().ok_or(SHORT)?).map_err(|_| SHORT)?;
+        b.bytes(len).ok_or(SHORT)?;
+    }
+    if b.remaining() != 0 {
+        return Err(BatchError::BadRecord("trailing bytes in record"));
+    }
+    Ok(RecordSpan {
+        index,
+        timestamp: first_ts.wrapping_add(delta),
+        key,
+        value: span(start + value_at, value_len)?,
+        headers: span(start + headers_at, body_len - headers_at)?,
+        header_count,
+    })
+}
+
+fn span(start: usize, len: usize) -> Result<Range<u32>, BatchError> {
+    let too_big = BatchError::BadRecord("record larger than 4 GiB");
+    let s = u32::try_from(start).map_err(|_| too_big.clone())?;
+    let e = u32::try_from(start + len).map_err(|_| too_big)?;
+    Ok(s..e)
+}
+
+/// Iterates over encoded headers (as produced by [`decode_records`], which checked them).
+#[derive(Debug, Clone)]
+pub(crate) struct HeaderIter<'a> {
+    reader: Reader<'a>,
+    remaining: u32,
+}
+
+impl<'a> HeaderIter<'a> {
+    pub(crate) fn new(encoded: &'a [u8], count: u32) -> Self {
+        HeaderIter {
+            reader: Reader::new(encoded),
+            remaining: count,
+        }
+    }
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = (&'a str, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let name_len = usize::try_from(self.reader.varint()?).ok()?;
+        let name = std::str::from_utf8(self.reader.bytes(name_len)?).ok()?;
+        let value_len = usize::try_from(self.reader.varint()?).ok()?;
+        let value = self.reader.bytes(value_len)?;
+        Some((name, value))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.remaining as usize))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use proptest::prelude::*;
+
+    fn encode(records: &[Record], base: u64, now: i64) -> Vec<u8> {
+        let refs: Vec<&Record> = records.iter().collect();
+        let plan = plan_batch(&refs, now);
+        let mut buf = vec![0u8; plan.length];
+        assert!(encode_batch(&mut buf, base, &refs, &plan, now));
+        buf
+    }
+
+    fn decode(batch: &[u8], base: u64) -> Vec<RecordSpan> {
+        let (header, batch) = check_batch(batch, base).expect("valid batch");
+        let mut spans = Vec::new();
+        decode_records(batch, &header, |s| spans.push(s)).expect("valid records");
+        spans
+    }
+
+    #[test]
+    fn round_trips_key_value_headers_and_timestamps() {
+        let records = vec![
+            Record::new("t", "v1")
+                .key("k1")
+                .header("h", "x")
+                .header("h2", ""),
+            Record::new("t", "").timestamp(Timestamp::from_millis(5)),
+            Record::new("t", vec![7u8; 300]),
+        ];
+        let batch = encode(&records, 42, 1_000);
+        let header = parse_header(&batch).unwrap();
+        assert_eq!(header.base_offset, 42);
+        assert_eq!(header.record_count, 3);
+        assert_eq!(header.first_timestamp, 1_000);
+        assert_eq!(header.max_timestamp, 1_000);
+        let spans = decode(&batch, 42);
+        let slice = |r: &Range<u32>| &batch[r.start as usize..r.end as usize];
+        assert_eq!(slice(spans[0].key.as_ref().unwrap()), b"k1");
+        assert_eq!(slice(&spans[0].value), b"v1");
+        let headers: Vec<_> =
+            HeaderIter::new(slice(&spans[0].headers), spans[0].header_count).collect();
+        assert_eq!(headers, vec![("h", &b"x"[..]), ("h2", &b""[..])]);
+        assert_eq!(spans[1].timestamp, 5);
+        assert_eq!(spans[1].key, None);
+        assert_eq!(slice(&spans[2].value), &[7u8; 300][..]);
+        assert_eq!(spans[2].index, 2);
+    }
+
+    #[test]
+    fn zeros_are_end_of_data_not_a_batch() {
+        assert_eq!(parse_header(&[0u8; 64]), Err(BatchError::EndOfData));
+    }
+
+    #[test]
+    fn crc_covers_base_offset_and_length() {
+        let batch = encode(&[Record::new("t", "payload")], 7, 1);
+        // Expecting another offset is caught even though the batch is intact.
+        assert_eq!(
+            check_batch(&batch, 8).map(|_| ()),
+            Err(BatchError::UnexpectedOffset {
+                expected: 8,
+                found: 7
+            })
+        );
+        // Rewriting the base offset (a misplaced copy) breaks the CRC.
+        let mut moved = batch.clone();
+        moved[..8].copy_from_slice(&8u64.to_le_bytes());
+        assert!(matches!(
+            check_batch(&moved, 8),
+            Err(BatchError::BadCrc { .. })
+        ));
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_detected() {
+        let batch = encode(&[Record::new("t", "abc").key("k").header("n", "v")], 3, 99);
+        for bit in 0..batch.len() * 8 {
+            let mut damaged = batch.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                check_batch(&damaged, 3).is_err(),
+                "flip of bit {bit} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn truncation_is_reported() {
+        let batch = encode(&[Record::new("t", "abc")], 0, 0);
+        for len in 0..batch.len() {
+            assert!(check_batch(&batch[..len], 0).is_err(), "cut at {len}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok(header) = parse_header(&bytes) {
+                if let Some(batch) = bytes.get(..header.length as usize) {
+                    let _ = decode_records(batch, &header, |_| {});
+                }
+            }
+        }
+
+        #[test]
+        fn encoded_records_decode_to_what_was_written(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 1..8),
+            ts in proptest::collection::vec(any::<i64>(), 8),
+        ) {
+            let records: Vec<Record> = payloads.iter().zip(&ts)
+                .map(|(p, t)| Record::new("t", p.clone()).timestamp(Timestamp::from_millis(*t)))
+                .collect();
+            let batch = encode(&records, 1, 0);
+            let spans = decode(&batch, 1);
+            prop_assert_eq!(spans.len(), records.len());
+            for (span, (payload, t)) in spans.iter().zip(payloads.iter().zip(&ts)) {
+                prop_assert_eq!(&batch[span.value.start as usize..span.value.end as usize], &payload[..]);
+                prop_assert_eq!(span.timestamp, *t);
+            }
+        }
+    }
+}

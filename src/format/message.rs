@@ -1,0 +1,312 @@
+//! What reads return: a [`Batch`] owns one buffer (a zero-copy slice of the segment where the
+//! segment is mapped) and lends [`MessageRef`] views into it; [`Message`] is an owned record
+//! whose parts are `Bytes` slices of that same buffer.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::batch::HeaderIter;
+use crate::clock::Timestamp;
+
+/// Where one record lies in a [`Batch`]'s buffer.
+#[derive(Debug, Clone)]
+pub(crate) struct Slot {
+    pub offset: u64,
+    pub timestamp: i64,
+    pub key: Option<Range<u32>>,
+    pub value: Range<u32>,
+    pub headers: Range<u32>,
+    pub header_count: u32,
+}
+
+/// Records read from one partition, in offset order, every one checked against its batch CRC.
+#[derive(Clone)]
+pub struct Batch {
+    topic: Arc<str>,
+    partition: u32,
+    buf: Bytes,
+    slots: Vec<Slot>,
+    next_offset: u64,
+}
+
+impl Batch {
+    pub(crate) fn new(
+        topic: Arc<str>,
+        partition: u32,
+        buf: Bytes,
+        slots: Vec<Slot>,
+        next_offset: u64,
+    ) -> Self {
+        Batch {
+            topic,
+            partition,
+            buf,
+            slots,
+            next_offset,
+        }
+    }
+
+    pub(crate) fn empty(topic: Arc<str>, partition: u32, next_offset: u64) -> Self {
+        Batch::new(topic, partition, Bytes::new(), Vec::new(), next_offset)
+    }
+
+    /// The topic read from.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The partition read from.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether there are no records.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The offset to read from next: one past the last record returned, or the requested offset
+    /// if nothing was returned.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// The `i`-th record.
+    pub fn get(&self, i: usize) -> Option<MessageRef<'_>> {
+        self.slots
+            .get(i)
+            .map(|slot| MessageRef { batch: self, slot })
+    }
+
+    /// The records, in offset order.
+    pub fn iter(&self) -> BatchIter<'_> {
+        BatchIter {
+            batch: self,
+            slots: self.slots.iter(),
+        }
+    }
+
+    /// Owned copies of the records (zero-copy: they share this batch's buffer).
+    pub fn to_messages(&self) -> Vec<Message> {
+        self.iter().map(|m| m.to_message()).collect()
+    }
+
+    fn slice(&self, range: &Range<u32>) -> &[u8] {
+        self.buf
+            .get(range.start as usize..range.end as usize)
+            .unwrap_or_default()
+    }
+
+    fn bytes(&self, range: &Range<u32>) -> Bytes {
+        if range.end as usize <= self.buf.len() && range.start <= range.end {
+            self.buf.slice(range.start as usize..range.end as usize)
+        } else {
+            Bytes::new()
+        }
+    }
+}
+
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("len", &self.slots.len())
+            .field("next_offset", &self.next_offset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> IntoIterator for &'a Batch {
+    type Item = MessageRef<'a>;
+    type IntoIter = BatchIter<'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Iterator over the records of a [`Batch`].
+#[derive(Debug, Clone)]
+pub struct BatchIter<'a> {
+    batch: &'a Batch,
+    slots: std::slice::Iter<'a, Slot>,
+}
+
+impl<'a> Iterator for BatchIter<'a> {
+    type Item = MessageRef<'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.slots.next().map(|slot| MessageRef {
+            batch: self.batch,
+            slot,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.slots.size_hint()
+    }
+}
+
+impl ExactSizeIterator for BatchIter<'_> {}
+
+/// A record borrowed from a [`Batch`].
+#[derive(Clone, Copy)]
+pub struct MessageRef<'a> {
+    batch: &'a Batch,
+    slot: &'a Slot,
+}
+
+impl<'a> MessageRef<'a> {
+    /// The topic.
+    pub fn topic(&self) -> &'a str {
+        &self.batch.topic
+    }
+
+    /// The partition.
+    pub fn partition(&self) -> u32 {
+        self.batch.partition
+    }
+
+    /// The record's offset in its partition.
+    pub fn offset(&self) -> u64 {
+        self.slot.offset
+    }
+
+    /// The record's timestamp.
+    pub fn timestamp(&self) -> Timestamp {
+        Timestamp::from_millis(self.slot.timestamp)
+    }
+
+    /// The key, if the record has one.
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.slot.key.as_ref().map(|r| self.batch.slice(r))
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &'a [u8] {
+        self.batch.slice(&self.slot.value)
+    }
+
+    /// The headers, in the order they were sent.
+    pub fn headers(&self) -> Headers<'a> {
+        Headers(HeaderIter::new(
+            self.batch.slice(&self.slot.headers),
+            self.slot.header_count,
+        ))
+    }
+
+    /// An owned copy sharing the batch's buffer.
+    pub fn to_message(&self) -> Message {
+        Message {
+            topic: Arc::clone(&self.batch.topic),
+            partition: self.batch.partition,
+            offset: self.slot.offset,
+            timestamp: Timestamp::from_millis(self.slot.timestamp),
+            key: self.slot.key.as_ref().map(|r| self.batch.bytes(r)),
+            payload: self.batch.bytes(&self.slot.value),
+            headers: self.batch.bytes(&self.slot.headers),
+            header_count: self.slot.header_count,
+        }
+    }
+}
+
+impl fmt::Debug for MessageRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageRef")
+            .field("topic", &self.topic())
+            .field("partition", &self.partition())
+            .field("offset", &self.offset())
+            .field("payload_len", &self.payload().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An owned record read from a partition. Cheap to clone: the parts are `Bytes`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Message {
+    topic: Arc<str>,
+    partition: u32,
+    offset: u64,
+    timestamp: Timestamp,
+    key: Option<Bytes>,
+    payload: Bytes,
+    headers: Bytes,
+    header_count: u32,
+}
+
+impl Message {
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The partition.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// The record's offset in its partition.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The record's timestamp.
+    pub fn timestamp(&self) -> Timestamp {
+        self.timestamp
+    }
+
+    /// The key, if the record has one.
+    pub fn key(&self) -> Option<&Bytes> {
+        self.key.as_ref()
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// The headers, in the order they were sent.
+    pub fn headers(&self) -> Headers<'_> {
+        Headers(HeaderIter::new(&self.headers, self.header_count))
+    }
+
+    /// The value of the first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("offset", &self.offset)
+            .field("timestamp", &self.timestamp)
+            .field("key", &self.key)
+            .field("payload_len", &self.payload.len())
+            .field("headers", &self.headers().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Iterator over a record's headers: `(name, value)` pairs.
+#[derive(Debug, Clone)]
+pub struct Headers<'a>(HeaderIter<'a>);
+
+impl<'a> Iterator for Headers<'a> {
+    type Item = (&'a str, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next()
+    }
+}

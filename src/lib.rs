@@ -1,0 +1,93 @@
+//! wharf: an embedded persistent message queue.
+//!
+//! Kafka's log model (topics, partitions, segmented append-only logs with index files) and
+//! RocketMQ's reliability model (selectable acknowledgement levels), linked into your process:
+//! no broker, no network, one directory on disk.
+//!
+//! # Tour
+//!
+//! ```
+//! # fn main() -> wharf::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! use wharf::{AckMode, ReadOptions, Record, TopicConfig, Wharf};
+//!
+//! let wharf = Wharf::open(dir.path())?;                  // creates the dir; exclusive lock
+//! wharf.create_topic("orders", TopicConfig::default().partitions(4))?;
+//!
+//! let producer = wharf.producer().ack(AckMode::Fsync).build();
+//! let receipt = producer.send(Record::new("orders", "order-42").key("user-7"))?;
+//! // receipt: topic, partition, offset, timestamp
+//!
+//! let reader = wharf.reader("orders", receipt.partition())?;
+//! let batch = reader.read(0, ReadOptions::default())?;
+//! for message in &batch {
+//!     println!("{} {} {:?}", message.offset(), message.timestamp().as_millis(), message.payload());
+//! }
+//! wharf.close()?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Guarantees
+//!
+//! What an acknowledged send survives, by [`AckMode`]:
+//!
+//! | ack mode | process crash (kill -9) | power loss / kernel crash |
+//! |---|---|---|
+//! | [`AckMode::NoWait`] | not promised | not promised |
+//! | [`AckMode::Write`] | kept | kept if synced by the flush policy before the loss |
+//! | [`AckMode::Fsync`] | kept | kept |
+//!
+//! After any crash, opening the directory succeeds and yields a consistent log: records are
+//! byte-identical and in order with contiguous offsets; a torn tail is truncated; a batch that
+//! fails its CRC32C where data was known durable is reported as [`ErrorKind::Corrupt`] (naming
+//! topic, partition and offset), never returned and never silently cut; damaged or missing
+//! index files are rebuilt from the log. A failed sync is never retried and reported as
+//! success: the partition stops ([`ErrorKind::Poisoned`]) until the Wharf is reopened.
+//!
+//! # Limits
+//!
+//! - One process owns a directory at a time (an `flock`); a read-only open may inspect it
+//!   meanwhile.
+//! - Segments are memory-mapped. Like every mapped store, a program that truncates the files
+//!   from outside while wharf runs crashes it with SIGBUS; wharf itself reserves file space
+//!   before writing to it, so a full disk is an error, never a SIGBUS.
+//! - Segments are at most 2 GiB, topics have at most 4,096 partitions.
+//!
+//! # It is not
+//!
+//! - a networked broker, or replicated: durability is one machine's disk;
+//! - a database: records are read by offset or time, not by key;
+//! - a compacted log (no key-based compaction).
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod clock;
+mod config;
+mod dir_lock;
+mod error;
+mod format;
+mod layout;
+mod log;
+mod partitioner;
+mod producer;
+mod reader;
+mod topic;
+mod vfs;
+mod wharf;
+mod writer;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use config::{
+    DEFAULT_FLUSH_INTERVAL, DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_PENDING_ASYNC, DEFAULT_PARTITIONS, DEFAULT_SEGMENT_BYTES, MAX_PARTITIONS,
+    MAX_SEGMENT_BYTES, MAX_TOPIC_NAME_LEN, MIN_SEGMENT_BYTES, Retention, TopicConfig,
+};
+pub use error::{Error, ErrorKind, Result};
+pub use format::message::{Batch, BatchIter, Headers, Message, MessageRef};
+pub use format::record::{Header, Record};
+pub use partitioner::{DefaultPartitioner, Partitioner, RoundRobinPartitioner, partition_for_key};
+pub use producer::{Producer, ProducerBuilder};
+pub use reader::{DEFAULT_READ_MAX_BYTES, DEFAULT_READ_MAX_RECORDS, PartitionReader, ReadOptions};
+pub use topic::{TopicInfo, validate_topic_name};
+pub use wharf::{RecoveryStats, Wharf, WharfBuilder};
+pub use writer::ack::{AckMode, SendHandle, SendReceipt};

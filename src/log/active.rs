@@ -1,0 +1,366 @@
+//! The active segment (the one being appended to) and a sealed segment waiting to be finalized.
+//!
+//! An append encodes one batch straight into the mapped, preallocated segment file, adds index
+//! entries by [`IndexCadence`], then publishes the new end (see [`super::mmap`]). File space is
+//! reserved with `allocate` before a mapped write ever reaches it, so a full disk is an error
+//! from `allocate`, never a SIGBUS: the file starts at [`INITIAL_ALLOCATION_BYTES`] and doubles
+//! (up to `segment_bytes`) when an append would pass the reserved end.
+//!
+//! Sealing (at a roll) adds the closing time index entry and hands back a [`SealedSegment`];
+//! once its data is synced, the flusher finalizes it: it trims the preallocated tails, writes
+//! the segment summary into the index header and syncs the three files.
+
+use std::io;
+use std::sync::Arc;
+
+use super::index::{self, IndexBuilder, IndexCadence, IndexData};
+use super::mmap::{MapWriter, SharedMap};
+use super::segment::{LogData, SegmentView};
+use crate::config::TopicConfig;
+use crate::format::batch::{self, BatchPlan};
+use crate::format::file_header::{
+    self, INDEX_HEADER_LEN, IndexHeader, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SMALL_HEADER_LEN,
+    SegmentSummary,
+};
+use crate::format::index_entry::{self, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
+use crate::format::record::Record;
+use crate::layout::SegmentPaths;
+use crate::vfs::{OpenMode, Vfs, VfsFile};
+
+/// Space reserved for a new segment file; doubled as appends need more. Small, so that a topic
+/// with many idle partitions does not reserve `segment_bytes` for each.
+pub(crate) const INITIAL_ALLOCATION_BYTES: u64 = 1 << 20;
+
+/// Why an append did not happen. Nothing was written in either case.
+#[derive(Debug)]
+pub(crate) enum AppendError {
+    /// The batch does not fit in this segment: roll, then retry.
+    SegmentFull,
+    /// Reserving space failed (a full disk, most likely).
+    Io(io::Error),
+}
+
+/// Where a resumed segment stands.
+#[derive(Debug)]
+pub(crate) struct ResumeState {
+    pub position: u64,
+    pub next_offset: u64,
+    pub cadence: IndexCadence,
+    pub offset_entries: usize,
+    pub time_entries: usize,
+}
+
+/// The segment being appended to. Owned by the partition's writer (under its lock).
+#[derive(Debug)]
+pub(crate) struct ActiveSegment {
+    view: Arc<SegmentView>,
+    log_file: Arc<dyn VfsFile>,
+    log: MapWriter,
+    index_file: Arc<dyn VfsFile>,
+    index: MapWriter,
+    time_file: Arc<dyn VfsFile>,
+    time: MapWriter,
+    cadence: IndexCadence,
+    position: u64,
+    next_offset: u64,
+    allocated: u64,
+    capacity: u64,
+    offset_entries: usize,
+    time_entries: usize,
+    index_room: usize,
+}
+
+impl ActiveSegment {
+    /// Creates the three files of a new, empty segment at `base_offset` (each synced, then the
+    /// directory) and opens it.
+    pub(crate) fn create(
+        vfs: &dyn Vfs,
+        paths: &SegmentPaths,
+        base_offset: u64,
+        config: &TopicConfig,
+    ) -> io::Result<Self> {
+        let log = vfs.open(&paths.log, OpenMode::CreateNew)?;
+        let created = (|| {
+            log.allocate(INITIAL_ALLOCATION_BYTES.min(config.segment_bytes))?;
+            log.write_all_at(&file_header::encode_small(SEGMENT_MAGIC, base_offset), 0)?;
+            log.sync_all()?;
+            let room = index::max_offset_entries(config.segment_bytes, config.index_interval_bytes);
+            let empty = IndexBuilder::new(base_offset, config.index_interval_bytes);
+            index::write_index_files(vfs, paths, base_offset, &empty, None, Some(room))
+        })();
+        if let Err(e) = created {
+            // Best effort: recovery removes a segment whose files are incomplete anyway.
+            drop(log);
+            for path in [&paths.log, &paths.index, &paths.time_index] {
+                let _ = vfs.remove_file(path);
+            }
+            return Err(e);
+        }
+        let state = ResumeState {
+            position: SEGMENT_HEADER_LEN as u64,
+            next_offset: base_offset,
+            cadence: IndexCadence::new(config.index_interval_bytes),
+            offset_entries: 0,
+            time_entries: 0,
+        };
+        Self::open(vfs, paths, base_offset, config, state)
+    }
+
+    /// Opens existing segment files for appending: the log holds valid batches up to
+    /// `state.position` (and zeros or nothing after), the index files hold the given numbers of
+    /// entries.
+    pub(crate) fn open(
+        vfs: &dyn Vfs,
+        paths: &SegmentPaths,
+        base_offset: u64,
+        config: &TopicConfig,
+        state: ResumeState,
+    ) -> io::Result<Self> {
+        let capacity = config.segment_bytes;
+        let log_file = vfs.open(&paths.log, OpenMode::ReadWrite)?;
+        let allocated = log_file.len()?.max(state.position);
+        let index_file = vfs.open(&paths.index, OpenMode::ReadWrite)?;
+        let time_file = vfs.open(&paths.time_index, OpenMode::ReadWrite)?;
+        let room = index::max_offset_entries(capacity, config.index_interval_bytes)
+            .max(state.offset_entries);
+        let index_len = index::offset_index_len(room);
+        let time_len = index::time_index_len(room + 1);
+        if index_file.len()? < index_len {
+            index_file.allocate(index_len)?;
+        }
+        if time_file.len()? < time_len {
+            time_file.allocate(time_len)?;
+        }
+        let log_map = SharedMap::new(
+            log_file.map(to_usize(capacity), true)?,
+            to_usize(state.position),
+        );
+        let index_map = SharedMap::new(
+            index_file.map(to_usize(index_len), true)?,
+            INDEX_HEADER_LEN + state.offset_entries * OFFSET_ENTRY_LEN,
+        );
+        let time_map = SharedMap::new(
+            time_file.map(to_usize(time_len), true)?,
+            SMALL_HEADER_LEN + state.time_entries * TIME_ENTRY_LEN,
+        );
+        let writer = |map: &Arc<SharedMap>| {
+            MapWriter::new(map).ok_or_else(|| io::Error::other("mapping already has a writer"))
+        };
+        let (log, index, time) = (writer(&log_map)?, writer(&index_map)?, writer(&time_map)?);
+        let view = Arc::new(SegmentView::new(
+            base_offset,
+            paths.clone(),
+            LogData::Map(log_map),
+            IndexData::Live(index_map, INDEX_HEADER_LEN),
+            IndexData::Live(time_map, SMALL_HEADER_LEN),
+            state.next_offset,
+            state.cadence.max_timestamp(),
+        ));
+        Ok(ActiveSegment {
+            view,
+            log_file,
+            log,
+            index_file,
+            index,
+            time_file,
+            time,
+            cadence: state.cadence,
+            position: state.position,
+            next_offset: state.next_offset,
+            allocated,
+            capacity,
+            offset_entries: state.offset_entries,
+            time_entries: state.time_entries,
+            index_room: room,
+        })
+    }
+
+    pub(crate) fn view(&self) -> &Arc<SegmentView> {
+        &self.view
+    }
+
+    pub(crate) fn base_offset(&self) -> u64 {
+        self.view.base_offset
+    }
+
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    pub(crate) fn position(&self) -> u64 {
+        self.position
+    }
+
+    pub(crate) fn log_file(&self) -> &Arc<dyn VfsFile> {
+        &self.log_file
+    }
+
+    /// The index files, to sync before a checkpoint moves past their entries.
+    pub(crate) fn index_files(&self) -> [Arc<dyn VfsFile>; 2] {
+        [Arc::clone(&self.index_file), Arc::clone(&self.time_file)]
+    }
+
+    /// Whether the segment holds no batch.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.position == SEGMENT_HEADER_LEN as u64
+    }
+
+    /// Appends `records` as one batch of `plan.length` bytes with offsets from
+    /// [`Self::next_offset`], and publishes it. On error nothing was written.
+    pub(crate) fn append(
+        &mut self,
+        records: &[&Record],
+        plan: &BatchPlan,
+        now: i64,
+    ) -> Result<(), AppendError> {
+        let length = plan.length as u64;
+        let end = self.position + length;
+        if end > self.capacity {
+            return Err(AppendError::SegmentFull);
+        }
+        if end > self.allocated {
+            let grown = (self.allocated * 2).max(end).min(self.capacity);
+            self.log_file.allocate(grown).map_err(AppendError::Io)?;
+            self.allocated = grown;
+        }
+        let at = to_usize(self.position);
+        let encoded = match self.log.unpublished_mut(at, plan.length) {
+            Some(dst) => batch::encode_batch(dst, self.next_offset, records, plan, now),
+            None => false,
+        };
+        if !encoded {
+            return Err(AppendError::Io(io::Error::other(
+                "batch encoding did not fit its plan",
+            )));
+        }
+        let relative = u32::try_from(self.next_offset - self.base_offset()).unwrap_or(u32::MAX);
+        let position = u32::try_from(self.position).unwrap_or(u32::MAX);
+        let length32 = u32::try_from(length).unwrap_or(u32::MAX);
+        if let Some(entries) =
+            self.cadence
+                .on_batch(relative, position, length32, plan.max_timestamp)
+        {
+            self.add_index_entries(entries.offset, entries.time);
+        }
+        self.position = end;
+        self.next_offset += records.len() as u64;
+        self.log.publish(at + plan.length);
+        self.view.publish(self.next_offset, plan.max_timestamp);
+        Ok(())
+    }
+
+    fn add_index_entries(
+        &mut self,
+        offset: index_entry::OffsetEntry,
+        time: index_entry::TimeEntry,
+    ) {
+        if self.offset_entries >= self.index_room {
+            return; // lookups past the last entry scan further; never happens with sane sizes
+        }
+        let at = INDEX_HEADER_LEN + self.offset_entries * OFFSET_ENTRY_LEN;
+        if self.index.write(at, &index_entry::encode_offset(offset)) {
+            self.offset_entries += 1;
+            self.index.publish(at + OFFSET_ENTRY_LEN);
+        }
+        self.add_time_entry(time);
+    }
+
+    fn add_time_entry(&mut self, time: index_entry::TimeEntry) {
+        let at = SMALL_HEADER_LEN + self.time_entries * TIME_ENTRY_LEN;
+        if self
+            .time
+            .write(at, &index_entry::encode_time(self.base_offset(), time))
+        {
+            self.time_entries += 1;
+            self.time.publish(at + TIME_ENTRY_LEN);
+        }
+    }
+
+    fn summary(&self) -> SegmentSummary {
+        let entries_crc = self.view_index_entries(index_entry::entries_crc);
+        SegmentSummary {
+            entry_count: u32::try_from(self.offset_entries).unwrap_or(u32::MAX),
+            entries_crc,
+            log_end_position: self.position,
+            next_offset: self.next_offset,
+            max_timestamp: self.cadence.max_timestamp(),
+        }
+    }
+
+    fn view_index_entries<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        self.index.map().read_from(INDEX_HEADER_LEN, f)
+    }
+
+    /// Seals the segment: adds the closing time entry; the result must be synced, then
+    /// finalized.
+    pub(crate) fn seal(mut self) -> SealedSegment {
+        if let Some(time) = self.cadence.seal_entry() {
+            self.add_time_entry(time);
+        }
+        self.into_sealed()
+    }
+
+    /// Stops appending without sealing (a clean close): the segment resumes as the active one
+    /// at the next open, so no closing time entry is added.
+    pub(crate) fn close(self) -> SealedSegment {
+        self.into_sealed()
+    }
+
+    fn into_sealed(self) -> SealedSegment {
+        SealedSegment {
+            summary: self.summary(),
+            time_entries: self.time_entries,
+            view: self.view,
+            log_file: self.log_file,
+            index_file: self.index_file,
+            time_file: self.time_file,
+        }
+    }
+}
+
+/// A segment that takes no more appends, waiting for its preallocated tails to be trimmed and
+/// its summary to be written.
+#[derive(Debug)]
+pub(crate) struct SealedSegment {
+    pub view: Arc<SegmentView>,
+    pub log_file: Arc<dyn VfsFile>,
+    index_file: Arc<dyn VfsFile>,
+    time_file: Arc<dyn VfsFile>,
+    summary: SegmentSummary,
+    time_entries: usize,
+}
+
+impl SealedSegment {
+    /// Trims the files to their data, writes the summary into the index header and syncs all
+    /// three. Call only after the log data was synced (the summary must not describe data
+    /// that could still be lost).
+    pub(crate) fn finalize(&self) -> io::Result<()> {
+        let s = self.summary;
+        self.log_file.set_len(s.log_end_position)?;
+        self.index_file
+            .set_len(index::offset_index_len(s.entry_count as usize))?;
+        self.time_file
+            .set_len(index::time_index_len(self.time_entries))?;
+        let header = IndexHeader {
+            base_offset: self.view.base_offset,
+            summary: Some(s),
+        };
+        self.index_file
+            .write_all_at(&file_header::encode_index(&header), 0)?;
+        self.log_file.sync_all()?;
+        self.index_file.sync_all()?;
+        self.time_file.sync_all()
+    }
+
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.summary.next_offset
+    }
+
+    pub(crate) fn end_position(&self) -> u64 {
+        self.summary.log_end_position
+    }
+}
+
+fn to_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}

@@ -1,0 +1,17 @@
+//! The log layer: segmented, indexed, checksummed partition logs, their durability (group
+//! sync, checkpoints) and their recovery. Files here know bytes, offsets and positions, not
+//! producers or consumers.
+
+mod active;
+mod checkpoint;
+mod flush_queue;
+mod index;
+mod mmap;
+mod notify;
+mod partition;
+mod recovery;
+mod segment;
+
+pub(crate) use flush_queue::FlushQueue;
+pub(crate) use partition::{PartitionEnv, PartitionLog};
+pub(crate) use segment::ReadLimits;

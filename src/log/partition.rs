@@ -1,0 +1,726 @@
+//! [`PartitionLog`]: one partition's segmented log. Appends, group sync, reads, background
+//! flush, checkpoints and close.
+//!
+//! Locks, in the only order they are ever nested: `writer` (appends and rolls), then `sync`
+//! (durability state), then `segments` (the list readers search). Readers take only a short
+//! read lock on `segments` to find a segment, never `writer`: they read up to the end the
+//! writer published (see [`super::mmap`]).
+//!
+//! Group sync (the leader/follower pattern): a thread that needs offset `n` durable waits while
+//! a sync is in progress; if `n` is still not durable afterwards and no sync runs, it becomes
+//! the leader, snapshots the current end, syncs every file with unsynced data once, and
+//! publishes the new durable point to everyone waiting. So concurrent `Fsync` sends share one
+//! `fdatasync`, and a lone sender pays exactly one with no thread hand-off.
+//!
+//! A failed write or sync is never retried and reported as success (fsyncgate): the partition
+//! is poisoned, every waiter and every later append gets the error, and only reopening (which
+//! recovers from the last checkpoint) clears it.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::active::{ActiveSegment, AppendError, SealedSegment};
+use super::checkpoint::CheckpointFile;
+use super::flush_queue::FlushQueue;
+use super::notify::{Signal, Watchers};
+use super::recovery::{self, LastSegment, PartitionSpec, RecoveryReport};
+use super::segment::{LoadCtx, ReadCtx, ReadLimits, Segment};
+use crate::clock::Clock;
+use crate::config::TopicConfig;
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::format::batch::{self, BATCH_HEADER_LEN};
+use crate::format::checkpoint::Checkpoint;
+use crate::format::file_header::SEGMENT_HEADER_LEN;
+use crate::format::message::Batch;
+use crate::format::record::Record;
+use crate::layout::{self, SegmentPaths};
+use crate::vfs::Vfs;
+
+/// Largest batch an append writes (unless one record is larger): bounds the bytes a reader
+/// decodes to reach a record in the middle of a batch.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// A callback completed when an offset becomes durable (or the partition fails).
+pub(crate) type DurableCallback = Box<dyn FnOnce(Result<()>) + Send>;
+
+const STATE_OPEN: u8 = 0;
+const STATE_POISONED: u8 = 1;
+const STATE_CLOSED: u8 = 2;
+const STATE_REMOVED: u8 = 3;
+
+/// Everything a partition needs from its Wharf.
+#[derive(Debug, Clone)]
+pub(crate) struct PartitionEnv {
+    pub vfs: Arc<dyn Vfs>,
+    pub clock: Arc<dyn Clock>,
+    pub flush_queue: Arc<FlushQueue>,
+    pub read_only: bool,
+    pub clean: bool,
+    pub flush_messages: Option<u64>,
+    pub max_pending_async: usize,
+}
+
+/// What an append wrote.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Appended {
+    pub base_offset: u64,
+    /// The append time, used for records without a timestamp.
+    pub now: i64,
+}
+
+/// Where the log is durable up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DurablePoint {
+    next_offset: u64,
+    segment_base: u64,
+    position: u64,
+}
+
+struct SyncState {
+    durable: DurablePoint,
+    in_progress: bool,
+    failure: Option<Arc<io::Error>>,
+    /// Sealed segments whose data is not yet known synced.
+    unsynced_sealed: Vec<SealedSegment>,
+    /// Synced sealed segments waiting for the flusher to finalize them.
+    to_finalize: Vec<SealedSegment>,
+    /// Asynchronous `Fsync` sends waiting for their offset to become durable.
+    waiters: Vec<(u64, DurableCallback)>,
+}
+
+impl std::fmt::Debug for SyncState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncState")
+            .field("durable", &self.durable)
+            .field("in_progress", &self.in_progress)
+            .field("failure", &self.failure)
+            .field("waiters", &self.waiters.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One partition's log.
+#[derive(Debug)]
+pub(crate) struct PartitionLog {
+    ctx: ReadCtx,
+    dir: PathBuf,
+    config: TopicConfig,
+    env: PartitionEnv,
+    segments: RwLock<Vec<Arc<Segment>>>,
+    writer: Mutex<Option<ActiveSegment>>,
+    next_offset: AtomicU64,
+    start_offset: AtomicU64,
+    durable_offset: AtomicU64,
+    state: AtomicU8,
+    sync: Mutex<SyncState>,
+    sync_done: Condvar,
+    checkpoint: Mutex<Option<CheckpointFile>>,
+    watchers: Watchers,
+    pub(super) flush_queued: AtomicBool,
+    recovery: RecoveryReport,
+}
+
+impl PartitionLog {
+    /// Creates an empty partition directory (with its checkpoint) in `dir`.
+    pub(crate) fn create(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+        vfs.create_dir_all(dir).ctx("create", dir)?;
+        let initial = Checkpoint {
+            sequence: 0,
+            next_offset: 0,
+            segment_base: 0,
+            position: SEGMENT_HEADER_LEN as u64,
+            log_start_offset: 0,
+        };
+        CheckpointFile::create(vfs, &dir.join(layout::CHECKPOINT_FILE), initial)
+    }
+
+    /// Opens (and recovers) the partition in `dir`.
+    pub(crate) fn open(
+        topic: Arc<str>,
+        partition: u32,
+        dir: PathBuf,
+        config: TopicConfig,
+        env: PartitionEnv,
+    ) -> Result<Arc<Self>> {
+        let ctx = ReadCtx { topic, partition };
+        let spec = PartitionSpec {
+            vfs: env.vfs.as_ref(),
+            dir: &dir,
+            ctx: &ctx,
+            config: &config,
+            read_only: env.read_only,
+            clean: env.clean,
+        };
+        let recovered = recovery::recover_partition(&spec)?;
+        let mut segments = recovered.sealed;
+        let (writer, position, segment_base) = match recovered.last {
+            LastSegment::Active(active) => {
+                segments.push(Arc::new(Segment::loaded(Arc::clone(active.view()))));
+                let at = (active.position(), active.base_offset());
+                (Some(active), at.0, at.1)
+            }
+            LastSegment::View(view) => {
+                let at = (view.end_position(), view.base_offset);
+                segments.push(Arc::new(Segment::loaded(view)));
+                (None, at.0, at.1)
+            }
+            LastSegment::None => (None, SEGMENT_HEADER_LEN as u64, recovered.next_offset),
+        };
+        let next = recovered.next_offset;
+        let durable = DurablePoint {
+            next_offset: next,
+            segment_base,
+            position,
+        };
+        Ok(Arc::new(PartitionLog {
+            ctx,
+            dir,
+            config,
+            segments: RwLock::new(segments),
+            writer: Mutex::new(writer),
+            next_offset: AtomicU64::new(next),
+            start_offset: AtomicU64::new(recovered.start_offset),
+            durable_offset: AtomicU64::new(next),
+            state: AtomicU8::new(STATE_OPEN),
+            sync: Mutex::new(SyncState {
+                durable,
+                in_progress: false,
+                failure: None,
+                unsynced_sealed: Vec::new(),
+                to_finalize: Vec::new(),
+                waiters: Vec::new(),
+            }),
+            sync_done: Condvar::new(),
+            checkpoint: Mutex::new(recovered.checkpoint),
+            watchers: Watchers::default(),
+            flush_queued: AtomicBool::new(false),
+            recovery: recovered.report,
+            env,
+        }))
+    }
+
+    pub(crate) fn topic(&self) -> &Arc<str> {
+        &self.ctx.topic
+    }
+
+    pub(crate) fn partition(&self) -> u32 {
+        self.ctx.partition
+    }
+
+    /// What recovery found when this partition was opened.
+    pub(crate) fn recovery_report(&self) -> RecoveryReport {
+        self.recovery
+    }
+
+    /// The log end offset: the offset the next record gets.
+    #[inline]
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.next_offset.load(Ordering::SeqCst)
+    }
+
+    /// The first offset still in the log.
+    pub(crate) fn start_offset(&self) -> u64 {
+        self.start_offset.load(Ordering::Acquire)
+    }
+
+    /// Every offset below this one is on stable storage.
+    pub(crate) fn durable_offset(&self) -> u64 {
+        self.durable_offset.load(Ordering::Acquire)
+    }
+
+    fn state_error(&self, state: u8) -> Error {
+        match state {
+            STATE_POISONED => self.poisoned_error(),
+            STATE_REMOVED => Error::topic_not_found(&self.ctx.topic),
+            _ => ErrorKind::Closed.into(),
+        }
+    }
+
+    fn poisoned_error(&self) -> Error {
+        let source = self
+            .sync
+            .lock()
+            .failure
+            .clone()
+            .unwrap_or_else(|| Arc::new(io::Error::other("earlier failure")));
+        ErrorKind::Poisoned {
+            topic: self.ctx.topic.to_string(),
+            partition: self.ctx.partition,
+            source,
+        }
+        .into()
+    }
+
+    /// Appends `records` (in order, contiguous offsets), splitting them into batches that fit
+    /// the segments. On error nothing of the failing batch was written; earlier batches of the
+    /// same call were.
+    pub(crate) fn append(self: &Arc<Self>, records: &[&Record]) -> Result<Appended> {
+        let now = self.env.clock.now().as_millis();
+        let mut guard = self.writer.lock();
+        let state = self.state.load(Ordering::Acquire);
+        if state != STATE_OPEN {
+            return Err(self.state_error(state));
+        }
+        let Some(active) = guard.as_mut() else {
+            return Err(if self.env.read_only {
+                self.read_only_error()
+            } else {
+                ErrorKind::Closed.into()
+            });
+        };
+        let base_offset = active.next_offset();
+        let mut rest = records;
+        while !rest.is_empty() {
+            let room = usize::try_from(self.config.segment_bytes - active.position())
+                .unwrap_or(usize::MAX);
+            let limit = room.min(
+                MAX_BATCH_BYTES.max(BATCH_HEADER_LEN + self.config.max_message_bytes as usize),
+            );
+            let take = batch_prefix(rest, now, limit);
+            if take == 0 {
+                self.roll(active)?;
+                continue;
+            }
+            let (chunk, tail) = rest.split_at(take);
+            let plan = batch::plan_batch(chunk, now);
+            match active.append(chunk, &plan, now) {
+                Ok(()) => rest = tail,
+                Err(AppendError::SegmentFull) => self.roll(active)?,
+                Err(AppendError::Io(e)) => {
+                    return Err(Error::io("allocate space in", &active.view().paths.log, e));
+                }
+            }
+        }
+        let next_offset = active.next_offset();
+        self.next_offset.store(next_offset, Ordering::SeqCst);
+        drop(guard);
+        self.watchers.notify();
+        if let Some(every) = self.env.flush_messages {
+            if next_offset - self.durable_offset() >= every {
+                self.env.flush_queue.request(self);
+            }
+        }
+        Ok(Appended { base_offset, now })
+    }
+
+    fn read_only_error(&self) -> Error {
+        ErrorKind::ReadOnly {
+            dir: self.dir.clone(),
+        }
+        .into()
+    }
+
+    /// Seals the active segment and starts the next one. If creating the next one fails, the
+    /// active segment stays active and nothing is lost.
+    fn roll(self: &Arc<Self>, active: &mut ActiveSegment) -> Result<()> {
+        if active.is_empty() {
+            return Err(Error::invalid_config(
+                "a batch does not fit in an empty segment",
+            ));
+        }
+        let base = active.next_offset();
+        let paths = SegmentPaths::new(&self.dir, base);
+        let next = ActiveSegment::create(self.env.vfs.as_ref(), &paths, base, &self.config)
+            .ctx("create", &paths.log)?;
+        let new_view = Arc::clone(next.view());
+        let sealed = std::mem::replace(active, next).seal();
+        self.sync.lock().unsynced_sealed.push(sealed);
+        self.segments
+            .write()
+            .push(Arc::new(Segment::loaded(new_view)));
+        self.env.flush_queue.request(self);
+        Ok(())
+    }
+
+    /// Blocks until every offset below `target` is durable, syncing as the group's leader if no
+    /// sync is running.
+    pub(crate) fn sync_to(&self, target: u64) -> Result<()> {
+        loop {
+            {
+                let mut st = self.sync.lock();
+                loop {
+                    if st.failure.is_some() {
+                        drop(st);
+                        return Err(self.poisoned_error());
+                    }
+                    if st.durable.next_offset >= target {
+                        return Ok(());
+                    }
+                    if !st.in_progress {
+                        break;
+                    }
+                    self.sync_done.wait(&mut st);
+                }
+                st.in_progress = true;
+            }
+            if !self.lead_sync() {
+                return Err(ErrorKind::Closed.into());
+            }
+        }
+    }
+
+    /// Syncs everything appended so far; returns `false` if the partition is closed (nothing
+    /// left to sync by this path).
+    fn lead_sync(&self) -> bool {
+        let snapshot = {
+            let writer = self.writer.lock();
+            writer.as_ref().map(|active| {
+                let sealed = std::mem::take(&mut self.sync.lock().unsynced_sealed);
+                let point = DurablePoint {
+                    next_offset: active.next_offset(),
+                    segment_base: active.base_offset(),
+                    position: active.position(),
+                };
+                (point, Arc::clone(active.log_file()), sealed)
+            })
+        };
+        let Some((point, active_log, sealed)) = snapshot else {
+            let mut st = self.sync.lock();
+            st.in_progress = false;
+            self.sync_done.notify_all();
+            return false;
+        };
+        let result = sealed
+            .iter()
+            .map(|s| Arc::clone(&s.log_file))
+            .chain(std::iter::once(active_log))
+            .try_for_each(|file| file.sync_data());
+        let mut st = self.sync.lock();
+        st.in_progress = false;
+        match result {
+            Ok(()) => {
+                if point.next_offset >= st.durable.next_offset {
+                    st.durable = point;
+                }
+                st.to_finalize.extend(sealed);
+                self.durable_offset
+                    .store(st.durable.next_offset, Ordering::Release);
+            }
+            Err(e) => self.poison_locked(&mut st, e),
+        }
+        let failed = st.failure.is_some();
+        self.sync_done.notify_all();
+        drop(st);
+        if failed {
+            self.complete_waiters();
+        }
+        true
+    }
+
+    fn poison_locked(&self, st: &mut SyncState, e: io::Error) {
+        if st.failure.is_none() {
+            st.failure = Some(Arc::new(e));
+        }
+        self.state.store(STATE_POISONED, Ordering::Release);
+    }
+
+    /// Calls `callback` once every offset below `target` is durable (or with the error that
+    /// prevents it). Returns the callback if too many are already waiting: the caller should
+    /// then sync in its own thread ([`Self::sync_to`]).
+    pub(crate) fn on_durable(
+        self: &Arc<Self>,
+        target: u64,
+        callback: DurableCallback,
+    ) -> std::result::Result<(), DurableCallback> {
+        let mut st = self.sync.lock();
+        if st.failure.is_some() {
+            drop(st);
+            callback(Err(self.poisoned_error()));
+            return Ok(());
+        }
+        if st.durable.next_offset >= target {
+            drop(st);
+            callback(Ok(()));
+            return Ok(());
+        }
+        if st.waiters.len() >= self.env.max_pending_async {
+            return Err(callback);
+        }
+        st.waiters.push((target, callback));
+        drop(st);
+        self.env.flush_queue.request(self);
+        Ok(())
+    }
+
+    /// Whether the flusher has work here.
+    pub(crate) fn needs_flush(&self) -> bool {
+        if self.state.load(Ordering::Acquire) == STATE_REMOVED {
+            return false;
+        }
+        let st = self.sync.lock();
+        st.durable.next_offset < self.next_offset()
+            || !st.unsynced_sealed.is_empty()
+            || !st.to_finalize.is_empty()
+            || !st.waiters.is_empty()
+    }
+
+    /// The flusher's work: sync what was appended, complete asynchronous waiters, finalize
+    /// sealed segments, write the checkpoint.
+    pub(crate) fn flush_in_background(&self) {
+        let target = self.next_offset();
+        // A failure poisons the partition; the waiters below then get the error.
+        let _synced = self.sync_to(target);
+        self.complete_waiters();
+        let (durable, sealed) = {
+            let mut st = self.sync.lock();
+            (st.durable, std::mem::take(&mut st.to_finalize))
+        };
+        let finalized = sealed.iter().try_for_each(SealedSegment::finalize);
+        let result = finalized
+            .map_err(Error::from_io)
+            .and_then(|()| self.write_checkpoint(durable));
+        if let Err(e) = result {
+            self.poison_locked(&mut self.sync.lock(), e.into_io());
+            self.complete_waiters();
+        }
+    }
+
+    fn complete_waiters(&self) {
+        let (ready, failure) = {
+            let mut st = self.sync.lock();
+            let durable = st.durable.next_offset;
+            let failed = st.failure.is_some();
+            let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut st.waiters)
+                .into_iter()
+                .partition(|(t, _)| failed || *t <= durable);
+            st.waiters = waiting;
+            (ready, failed)
+        };
+        for (_, callback) in ready {
+            callback(if failure {
+                Err(self.poisoned_error())
+            } else {
+                Ok(())
+            });
+        }
+    }
+
+    /// Writes a checkpoint at `durable` after syncing the index files it vouches for.
+    fn write_checkpoint(&self, durable: DurablePoint) -> Result<()> {
+        let mut checkpoint = self.checkpoint.lock();
+        let Some(file) = checkpoint.as_mut() else {
+            return Ok(());
+        };
+        let next = Checkpoint {
+            sequence: 0,
+            next_offset: durable.next_offset,
+            segment_base: durable.segment_base,
+            position: durable.position,
+            log_start_offset: self.start_offset(),
+        };
+        if (Checkpoint {
+            sequence: 0,
+            ..file.last()
+        }) == next
+            || next.next_offset < file.last().next_offset
+        {
+            return Ok(());
+        }
+        let index_files = self
+            .writer
+            .lock()
+            .as_ref()
+            .filter(|a| a.base_offset() == durable.segment_base)
+            .map(ActiveSegment::index_files);
+        for index in index_files.iter().flatten() {
+            index.sync_data().ctx("sync", index.path())?;
+        }
+        file.write(next)
+    }
+
+    /// Stops appends, syncs and finalizes everything, trims the active segment and writes the
+    /// final checkpoint. Returns an error if any of it failed (the Wharf then records no clean
+    /// shutdown, so the next open recovers).
+    pub(crate) fn close(&self) -> Result<()> {
+        let active = self.writer.lock().take();
+        let previous = self.state.compare_exchange(
+            STATE_OPEN,
+            STATE_CLOSED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.watchers.notify();
+        let Some(active) = active else {
+            return match previous {
+                Ok(_) | Err(STATE_CLOSED | STATE_REMOVED) => Ok(()),
+                Err(state) => Err(self.state_error(state)),
+            };
+        };
+        let (sealed, end) = {
+            let mut st = self.sync.lock();
+            while st.in_progress {
+                self.sync_done.wait(&mut st);
+            }
+            let mut sealed = std::mem::take(&mut st.to_finalize);
+            sealed.extend(std::mem::take(&mut st.unsynced_sealed));
+            if st.failure.is_some() {
+                drop(st);
+                self.complete_waiters();
+                return Err(self.poisoned_error());
+            }
+            st.in_progress = true;
+            (sealed, active.close())
+        };
+        let result = sealed
+            .iter()
+            .chain(std::iter::once(&end))
+            .try_for_each(|s| {
+                s.log_file.sync_data().ctx("sync", s.log_file.path())?;
+                s.finalize().ctx("finalize", s.log_file.path())
+            });
+        let point = DurablePoint {
+            next_offset: end.next_offset(),
+            segment_base: end.view.base_offset,
+            position: end.end_position(),
+        };
+        {
+            let mut st = self.sync.lock();
+            st.in_progress = false;
+            match &result {
+                Ok(()) => {
+                    st.durable = point;
+                    self.durable_offset
+                        .store(point.next_offset, Ordering::Release);
+                }
+                Err(e) => self.poison_locked(&mut st, e.clone().into_io()),
+            }
+            self.sync_done.notify_all();
+        }
+        self.complete_waiters();
+        result?;
+        self.write_checkpoint(point)
+    }
+
+    /// Marks the partition deleted: appends and waiters get `TopicNotFound`; nothing is synced.
+    pub(crate) fn mark_removed(&self) {
+        self.state.store(STATE_REMOVED, Ordering::Release);
+        drop(self.writer.lock().take());
+        let waiters = std::mem::take(&mut self.sync.lock().waiters);
+        for (_, callback) in waiters {
+            callback(Err(Error::topic_not_found(&self.ctx.topic)));
+        }
+        self.sync_done.notify_all();
+        self.watchers.notify();
+    }
+
+    fn load_ctx(&self, next_offset: u64) -> LoadCtx<'_> {
+        LoadCtx {
+            vfs: self.env.vfs.as_ref(),
+            read: &self.ctx,
+            read_only: self.env.read_only,
+            index_interval_bytes: self.config.index_interval_bytes,
+            next_offset,
+        }
+    }
+
+    /// The segment holding `offset` and the base offset of the one after it.
+    fn segment_for(&self, offset: u64) -> Option<(Arc<Segment>, u64)> {
+        let segments = self.segments.read();
+        let i = segments
+            .partition_point(|s| s.base_offset <= offset)
+            .checked_sub(1)?;
+        let next_base = segments.get(i + 1).map_or(u64::MAX, |s| s.base_offset);
+        segments.get(i).map(|s| (Arc::clone(s), next_base))
+    }
+
+    /// Reads records from `from`, up to `limits`; with `durable_only`, only records already on
+    /// stable storage.
+    pub(crate) fn read(&self, from: u64, limits: ReadLimits, durable_only: bool) -> Result<Batch> {
+        let end = self.next_offset();
+        let until = if durable_only {
+            self.durable_offset().min(end)
+        } else {
+            end
+        };
+        let start = self.start_offset();
+        if from < start || from > end {
+            return Err(self.out_of_range(from));
+        }
+        let mut at = from;
+        while at < until {
+            let Some((segment, next_base)) = self.segment_for(at) else {
+                break;
+            };
+            let view = segment.view(&self.load_ctx(next_base))?;
+            let batch = view.read(&self.ctx, at, until, limits)?;
+            if !batch.is_empty() || view.next_offset() > at || next_base == u64::MAX {
+                return Ok(batch);
+            }
+            at = next_base;
+        }
+        Ok(Batch::empty(
+            Arc::clone(&self.ctx.topic),
+            self.ctx.partition,
+            from,
+        ))
+    }
+
+    fn out_of_range(&self, offset: u64) -> Error {
+        ErrorKind::OffsetOutOfRange {
+            topic: self.ctx.topic.to_string(),
+            partition: self.ctx.partition,
+            offset,
+            start: self.start_offset(),
+            end: self.next_offset(),
+        }
+        .into()
+    }
+
+    /// The first offset whose record timestamp is at least `timestamp`, or `None` if every
+    /// record is older.
+    pub(crate) fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<u64>> {
+        let segments: Vec<Arc<Segment>> = self.segments.read().clone();
+        let until = self.next_offset();
+        for (i, segment) in segments.iter().enumerate() {
+            let next_base = segments.get(i + 1).map_or(u64::MAX, |s| s.base_offset);
+            let view = segment.view(&self.load_ctx(next_base))?;
+            if let Some(offset) = view.offset_for_timestamp(&self.ctx, timestamp, until)? {
+                return Ok(Some(offset.max(self.start_offset())));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits until the log end passes `offset`, the partition closes, or `deadline`; returns
+    /// whether data past `offset` is available.
+    pub(crate) fn wait_for(&self, offset: u64, deadline: Instant) -> bool {
+        if self.next_offset() > offset {
+            return true;
+        }
+        let signal = Arc::new(Signal::default());
+        self.watchers.register(&signal);
+        let available = loop {
+            if self.next_offset() > offset {
+                break true;
+            }
+            if self.state.load(Ordering::Acquire) != STATE_OPEN || !signal.wait_until(deadline) {
+                break self.next_offset() > offset;
+            }
+        };
+        self.watchers.unregister(&signal);
+        available
+    }
+}
+
+/// How many of `records` (at least one, unless the first alone exceeds `limit`) fit in one
+/// batch of at most `limit` bytes.
+fn batch_prefix(records: &[&Record], now: i64, limit: usize) -> usize {
+    let Some(first) = records.first() else {
+        return 0;
+    };
+    let first_ts = batch::effective_timestamp(first, now);
+    let mut length = BATCH_HEADER_LEN;
+    for (i, record) in records.iter().enumerate() {
+        let delta = batch::effective_timestamp(record, now).wrapping_sub(first_ts);
+        length += batch::record_len(record, delta);
+        if length > limit {
+            return i;
+        }
+    }
+    records.len()
+}

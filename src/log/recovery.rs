@@ -1,0 +1,794 @@
+//! Recovery of a partition when it is opened.
+//!
+//! The checkpoint says up to which offset (and byte position) the log is known durable.
+//! Everything below it is trusted without being read; everything after it is scanned:
+//!
+//! 1. Remove temporary files and index files without a log.
+//! 2. Segments below the checkpoint's segment stay as they are (opened lazily; their index
+//!    files are checked, or rebuilt, on first use).
+//! 3. In the checkpoint's segment, resume from the last index entry below the checkpoint
+//!    position (the offset and time indexes must agree on it), or from the first batch; walk
+//!    the batches checking length, CRC and offset continuity. Damage before the checkpoint
+//!    position is `Corrupt`: acknowledged data is never silently cut.
+//! 4. The first invalid batch after the checkpoint (torn, zeroed, garbage, stale, misplaced)
+//!    ends the log: the segment is truncated there and every later segment is deleted
+//!    (Kafka's rule). Otherwise the walk continues into the next segment, whose header and base
+//!    offset must continue the log.
+//! 5. Indexes of the scanned segments are rewritten from the walk; sealed ones are trimmed and
+//!    get their summary; the last one becomes the active segment.
+//! 6. Everything recovered is synced and a new checkpoint is written at the end.
+//!
+//! After a clean shutdown (the marker exists and the last segment's index summary, file length
+//! and checkpoint agree) nothing is scanned at all. Recovery never decides anything by the
+//! clock, and never panics on file contents: every check failure is a value.
+//!
+//! Read-only opens do the same analysis but change no file: the recovered state lives in
+//! memory.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::active::{ActiveSegment, ResumeState};
+use super::checkpoint::CheckpointFile;
+use super::index::{self, IndexBuilder, IndexCadence, IndexData};
+use super::segment::{LogData, ReadCtx, Segment, SegmentView};
+use crate::config::TopicConfig;
+use crate::error::{Error, IoContext, Result};
+use crate::format::batch::{self, BATCH_HEADER_LEN, BatchError, BatchHeader};
+use crate::format::checkpoint::Checkpoint;
+use crate::format::file_header::{self, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SegmentSummary};
+use crate::format::index_entry::{self, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
+use crate::layout::{self, PartitionFile, SegmentPaths};
+use crate::vfs::{OpenMode, Vfs, VfsFile};
+
+/// Bytes read per `pread` while scanning.
+const SCAN_CHUNK_BYTES: usize = 1 << 20;
+
+/// Why a scan stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ScanStop {
+    /// End of file, or zeroed (preallocated) space.
+    EndOfData,
+    /// A batch failed a check.
+    Invalid(BatchError),
+    /// The callback asked to stop.
+    Requested,
+}
+
+/// Where a scan stopped.
+#[derive(Debug, Clone)]
+pub(crate) struct ScanOutcome {
+    /// Position after the last valid batch.
+    pub end_position: u64,
+    /// Offset after the last valid batch.
+    pub next_offset: u64,
+    pub stop: ScanStop,
+}
+
+/// Walks the batches of a log file from `position`, expecting the first to start at `offset`,
+/// checking each (length, CRC, offset continuity) and calling `on_batch` with each valid one
+/// and its position; `on_batch` returns `false` to stop after that batch. Reads with `pread`,
+/// never through a mapping, so an I/O error is an error and not a SIGBUS.
+pub(crate) fn scan_log(
+    file: &dyn VfsFile,
+    mut position: u64,
+    mut offset: u64,
+    mut on_batch: impl FnMut(&BatchHeader, u64) -> bool,
+) -> io::Result<ScanOutcome> {
+    let mut chunk = Chunk {
+        file,
+        file_len: file.len()?,
+        start: position,
+        bytes: Vec::new(),
+    };
+    let outcome = |position, offset, stop| {
+        Ok(ScanOutcome {
+            end_position: position,
+            next_offset: offset,
+            stop,
+        })
+    };
+    loop {
+        if position >= chunk.file_len {
+            return outcome(position, offset, ScanStop::EndOfData);
+        }
+        let avail = chunk.at(position, BATCH_HEADER_LEN as u64)?;
+        let header = match batch::parse_header(avail) {
+            Ok(header) => header,
+            Err(BatchError::EndOfData) => return outcome(position, offset, ScanStop::EndOfData),
+            Err(BatchError::Truncated) if avail.iter().all(|&b| b == 0) => {
+                return outcome(position, offset, ScanStop::EndOfData);
+            }
+            Err(e) => return outcome(position, offset, ScanStop::Invalid(e)),
+        };
+        let length = u64::from(header.length);
+        if length > chunk.file_len - position {
+            return outcome(position, offset, ScanStop::Invalid(BatchError::Truncated));
+        }
+        if let Err(e) = batch::check_batch(chunk.at(position, length)?, offset) {
+            return outcome(position, offset, ScanStop::Invalid(e));
+        }
+        let more = on_batch(&header, position);
+        position += length;
+        offset = header.next_offset();
+        if !more {
+            return outcome(position, offset, ScanStop::Requested);
+        }
+    }
+}
+
+/// A window of a file read with `pread`, refilled as a scan moves on.
+struct Chunk<'a> {
+    file: &'a dyn VfsFile,
+    file_len: u64,
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+impl Chunk<'_> {
+    /// The bytes from `position` to the end of the window, which covers at least `len` bytes
+    /// (or up to the end of the file).
+    fn at(&mut self, position: u64, len: u64) -> io::Result<&[u8]> {
+        let covered =
+            position >= self.start && position + len <= self.start + self.bytes.len() as u64;
+        if !covered {
+            let want = to_usize(len)
+                .max(SCAN_CHUNK_BYTES)
+                .min(to_usize(self.file_len - position));
+            self.bytes.resize(want, 0);
+            let read = self.file.read_up_to(&mut self.bytes, position)?;
+            self.bytes.truncate(read);
+            self.start = position;
+        }
+        Ok(self
+            .bytes
+            .get(to_usize(position - self.start)..)
+            .unwrap_or_default())
+    }
+}
+
+fn to_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+/// What recovery needs to know about a partition.
+#[derive(Debug)]
+pub(crate) struct PartitionSpec<'a> {
+    pub vfs: &'a dyn Vfs,
+    pub dir: &'a Path,
+    pub ctx: &'a ReadCtx,
+    pub config: &'a TopicConfig,
+    pub read_only: bool,
+    /// The Wharf was closed cleanly last time.
+    pub clean: bool,
+}
+
+/// The last segment of a recovered partition.
+#[derive(Debug)]
+pub(crate) enum LastSegment {
+    /// Ready for appends.
+    Active(ActiveSegment),
+    /// Read-only open: a view of the recovered data.
+    View(Arc<SegmentView>),
+    /// Read-only open of a partition with no segment yet.
+    None,
+}
+
+/// Figures a recovery reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RecoveryReport {
+    pub scanned_bytes: u64,
+    pub truncated_bytes: u64,
+    pub removed_files: usize,
+    pub rewritten_indexes: usize,
+}
+
+/// A recovered partition.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    /// Segments before the last one, oldest first.
+    pub sealed: Vec<Arc<Segment>>,
+    pub last: LastSegment,
+    pub next_offset: u64,
+    pub start_offset: u64,
+    pub checkpoint: Option<CheckpointFile>,
+    pub report: RecoveryReport,
+}
+
+/// A segment walked by recovery.
+struct Walked {
+    base: u64,
+    paths: SegmentPaths,
+    log: Arc<dyn VfsFile>,
+    end: u64,
+    next_offset: u64,
+    file_len: u64,
+    builder: IndexBuilder,
+}
+
+/// Recovers the partition in `spec.dir`.
+pub(crate) fn recover_partition(spec: &PartitionSpec<'_>) -> Result<Recovered> {
+    let mut report = RecoveryReport::default();
+    let bases = list_segments(spec, &mut report)?;
+    let cp_path = spec.dir.join(layout::CHECKPOINT_FILE);
+    let (mut cp_file, cp) = CheckpointFile::open(spec.vfs, &cp_path, spec.read_only)?;
+    let start_offset = cp
+        .log_start_offset
+        .max(bases.first().copied().unwrap_or(cp.next_offset));
+    if bases.is_empty() {
+        return recover_empty(spec, cp, cp_file, report);
+    }
+    let Ok(cp_index) = bases.binary_search(&cp.segment_base) else {
+        let path = SegmentPaths::new(spec.dir, cp.segment_base).log;
+        return Err(spec.ctx.corrupt(
+            cp.segment_base,
+            &path,
+            0,
+            "the checkpoint names a missing segment",
+        ));
+    };
+    let sealed_before = bases[..cp_index]
+        .iter()
+        .map(|&base| Arc::new(Segment::unloaded(base, SegmentPaths::new(spec.dir, base))))
+        .collect::<Vec<_>>();
+    let mut walked = vec![walk_checkpoint_segment(
+        spec,
+        &cp,
+        bases.len() == cp_index + 1,
+        &mut report,
+    )?];
+    let mut rest = bases[cp_index + 1..].iter().copied();
+    let mut doomed: Vec<u64> = Vec::new();
+    while let Some(next_base) = rest.next() {
+        let last = walked.last().map_or(cp.next_offset, |w| w.next_offset);
+        let continues = walked
+            .last()
+            .is_some_and(|w| w.end == w.file_len || w.end < w.file_len && tail_is_zero(w));
+        match (continues && next_base == last)
+            .then(|| walk_fresh_segment(spec, next_base, &mut report))
+        {
+            Some(Ok(Some(w))) => walked.push(w),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(None)) | None => {
+                doomed.push(next_base);
+                doomed.extend(rest.by_ref());
+            }
+        }
+    }
+    let next_offset = walked.last().map_or(cp.next_offset, |w| w.next_offset);
+    if spec.read_only {
+        let (sealed, last) = read_only_views(sealed_before, walked);
+        return Ok(Recovered {
+            sealed,
+            last,
+            next_offset,
+            start_offset,
+            checkpoint: None,
+            report,
+        });
+    }
+    for base in doomed {
+        let paths = SegmentPaths::new(spec.dir, base);
+        for path in [&paths.log, &paths.index, &paths.time_index] {
+            match spec.vfs.remove_file(path) {
+                Ok(()) => report.removed_files += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", path, e)),
+            }
+        }
+    }
+    let (sealed, active) = install(spec, sealed_before, walked, &mut report)?;
+    spec.vfs.sync_dir(spec.dir).ctx("sync", spec.dir)?;
+    let checkpoint = Checkpoint {
+        sequence: 0,
+        next_offset: active.next_offset(),
+        segment_base: active.base_offset(),
+        position: active.position(),
+        log_start_offset: start_offset,
+    };
+    if let Some(file) = cp_file.as_mut() {
+        if file.last()
+            != (Checkpoint {
+                sequence: file.last().sequence,
+                ..checkpoint
+            })
+        {
+            file.write(checkpoint)?;
+        }
+    }
+    Ok(Recovered {
+        sealed,
+        last: LastSegment::Active(active),
+        next_offset,
+        start_offset,
+        checkpoint: cp_file,
+        report,
+    })
+}
+
+/// Whether the unscanned tail of a walked segment (after its valid data) is all zeros, i.e.
+/// unwritten preallocated space: only then may a later segment continue the log.
+fn tail_is_zero(w: &Walked) -> bool {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut position = w.end;
+    while position < w.file_len {
+        let len = to_usize((w.file_len - position).min(buf.len() as u64));
+        let Some(chunk) = buf.get_mut(..len) else {
+            return false;
+        };
+        if w.log.read_exact_at(chunk, position).is_err() || chunk.iter().any(|&b| b != 0) {
+            return false;
+        }
+        position += len as u64;
+    }
+    true
+}
+
+/// Lists the segment base offsets, removing (unless read-only) temporary files and index files
+/// whose log is gone.
+fn list_segments(spec: &PartitionSpec<'_>, report: &mut RecoveryReport) -> Result<Vec<u64>> {
+    let entries = spec.vfs.read_dir(spec.dir).ctx("list", spec.dir)?;
+    let classified: Vec<(String, PartitionFile)> = entries
+        .into_iter()
+        .filter(|e| !e.is_dir)
+        .map(|e| {
+            let kind = layout::classify(&e.name);
+            (e.name, kind)
+        })
+        .collect();
+    let mut bases: Vec<u64> = classified
+        .iter()
+        .filter_map(|(_, kind)| match kind {
+            PartitionFile::Log(base) => Some(*base),
+            _ => None,
+        })
+        .collect();
+    bases.sort_unstable();
+    if !spec.read_only {
+        for (name, kind) in &classified {
+            let orphan = match kind {
+                PartitionFile::Temporary => true,
+                PartitionFile::Index(base) | PartitionFile::TimeIndex(base) => {
+                    bases.binary_search(base).is_err()
+                }
+                _ => false,
+            };
+            if orphan {
+                let path = spec.dir.join(name);
+                spec.vfs.remove_file(&path).ctx("remove", &path)?;
+                report.removed_files += 1;
+            }
+        }
+    }
+    Ok(bases)
+}
+
+/// A partition with no segment file.
+fn recover_empty(
+    spec: &PartitionSpec<'_>,
+    cp: Checkpoint,
+    cp_file: Option<CheckpointFile>,
+    report: RecoveryReport,
+) -> Result<Recovered> {
+    if cp.next_offset != cp.segment_base {
+        let path = SegmentPaths::new(spec.dir, cp.segment_base).log;
+        return Err(spec.ctx.corrupt(
+            cp.segment_base,
+            &path,
+            0,
+            "the partition's segments are missing",
+        ));
+    }
+    let last = if spec.read_only {
+        LastSegment::None
+    } else {
+        let paths = SegmentPaths::new(spec.dir, cp.next_offset);
+        let active = ActiveSegment::create(spec.vfs, &paths, cp.next_offset, spec.config)
+            .ctx("create", &paths.log)?;
+        LastSegment::Active(active)
+    };
+    Ok(Recovered {
+        sealed: Vec::new(),
+        last,
+        next_offset: cp.next_offset,
+        start_offset: cp.log_start_offset.max(cp.next_offset),
+        checkpoint: cp_file,
+        report,
+    })
+}
+
+fn open_log(spec: &PartitionSpec<'_>, paths: &SegmentPaths) -> Result<Arc<dyn VfsFile>> {
+    let mode = if spec.read_only {
+        OpenMode::Read
+    } else {
+        OpenMode::ReadWrite
+    };
+    spec.vfs.open(&paths.log, mode).ctx("open", &paths.log)
+}
+
+fn has_valid_header(log: &dyn VfsFile, base: u64) -> bool {
+    let mut head = [0u8; SEGMENT_HEADER_LEN];
+    log.read_exact_at(&mut head, 0).is_ok()
+        && file_header::decode_based(&head, SEGMENT_MAGIC, base).is_ok()
+}
+
+/// Walks the checkpoint's segment from the last trusted index entry before the checkpoint.
+fn walk_checkpoint_segment(
+    spec: &PartitionSpec<'_>,
+    cp: &Checkpoint,
+    is_last: bool,
+    report: &mut RecoveryReport,
+) -> Result<Walked> {
+    let base = cp.segment_base;
+    let paths = SegmentPaths::new(spec.dir, base);
+    let log = open_log(spec, &paths)?;
+    let file_len = log.len().ctx("read the size of", &paths.log)?;
+    if !has_valid_header(log.as_ref(), base) {
+        return Err(spec
+            .ctx
+            .corrupt(base, &paths.log, 0, "segment file header is damaged"));
+    }
+    if file_len < cp.position || cp.position < SEGMENT_HEADER_LEN as u64 {
+        return Err(spec.ctx.corrupt(
+            cp.next_offset,
+            &paths.log,
+            file_len,
+            format!("the log ends before its durable position {}", cp.position),
+        ));
+    }
+    if spec.clean && is_last {
+        if let Some(walked) = clean_resume(spec, cp, &paths, &log, file_len)? {
+            return Ok(walked);
+        }
+    }
+    let trusted = trusted_prefix(spec, &paths, base, cp)?;
+    let (mut builder, start_position, start_offset, skip_first) = match trusted {
+        Some(t) => (t.builder, t.position, t.offset, true),
+        None => (
+            IndexBuilder::new(base, spec.config.index_interval_bytes),
+            SEGMENT_HEADER_LEN as u64,
+            base,
+            false,
+        ),
+    };
+    let mut first = skip_first;
+    let outcome = scan_log(
+        log.as_ref(),
+        start_position,
+        start_offset,
+        |header, position| {
+            let rel = u32::try_from(header.base_offset - base).unwrap_or(u32::MAX);
+            if first {
+                builder.push_indexed(rel, header.length, header.max_timestamp);
+                first = false;
+            } else {
+                builder.push(
+                    rel,
+                    u32::try_from(position).unwrap_or(u32::MAX),
+                    header.length,
+                    header.max_timestamp,
+                );
+            }
+            true
+        },
+    )
+    .ctx("read", &paths.log)?;
+    report.scanned_bytes += outcome.end_position - start_position;
+    if outcome.end_position < cp.position || outcome.next_offset < cp.next_offset {
+        let reason = match &outcome.stop {
+            ScanStop::Invalid(e) => e.to_string(),
+            _ => "the log ends before its durable position".to_string(),
+        };
+        return Err(spec.ctx.corrupt(
+            outcome.next_offset,
+            &paths.log,
+            outcome.end_position,
+            reason,
+        ));
+    }
+    Ok(Walked {
+        base,
+        paths,
+        log,
+        end: outcome.end_position,
+        next_offset: outcome.next_offset,
+        file_len,
+        builder,
+    })
+}
+
+/// After a clean shutdown: the index summary, file length and checkpoint agree, so the
+/// segment is taken as it is, unread.
+fn clean_resume(
+    spec: &PartitionSpec<'_>,
+    cp: &Checkpoint,
+    paths: &SegmentPaths,
+    log: &Arc<dyn VfsFile>,
+    file_len: u64,
+) -> Result<Option<Walked>> {
+    let base = cp.segment_base;
+    let Ok(index_file) = spec.vfs.open(&paths.index, OpenMode::Read) else {
+        return Ok(None);
+    };
+    let Some(loaded) =
+        index::load_offset_index(index_file.as_ref(), base).ctx("read", &paths.index)?
+    else {
+        return Ok(None);
+    };
+    let Some(summary) = loaded.header.summary else {
+        return Ok(None);
+    };
+    if summary.next_offset != cp.next_offset
+        || summary.log_end_position != cp.position
+        || file_len != cp.position
+    {
+        return Ok(None);
+    }
+    let count = summary.entry_count as usize;
+    let Ok(time_file) = spec.vfs.open(&paths.time_index, OpenMode::Read) else {
+        return Ok(None);
+    };
+    let Some(times) =
+        index::load_time_index(time_file.as_ref(), base).ctx("read", &paths.time_index)?
+    else {
+        return Ok(None);
+    };
+    let span = cp.next_offset - base;
+    if index_entry::count_time_entries(&times, base, span) != Ok(count)
+        || times.len() != count * TIME_ENTRY_LEN
+    {
+        return Ok(None);
+    }
+    let last_entry = count.checked_sub(1).and_then(|i| {
+        let offset = index_entry::offset_at(&loaded.entries, i)?;
+        let time = index_entry::time_at(&times, base, i).ok().flatten()?;
+        Some((offset, time))
+    });
+    let bytes_since = last_entry.map_or(cp.position - SEGMENT_HEADER_LEN as u64, |(o, _)| {
+        cp.position - u64::from(o.position)
+    });
+    let last_batch = u32::try_from(span.saturating_sub(1))
+        .ok()
+        .filter(|_| span > 0);
+    let cadence = IndexCadence::resume(
+        spec.config.index_interval_bytes,
+        last_entry.map(|(_, t)| t.max_timestamp),
+        bytes_since,
+        summary.max_timestamp,
+        last_batch,
+    );
+    let builder = IndexBuilder::resume(base, cadence, loaded.entries, times);
+    Ok(Some(Walked {
+        base,
+        paths: paths.clone(),
+        log: Arc::clone(log),
+        end: cp.position,
+        next_offset: cp.next_offset,
+        file_len,
+        builder,
+    }))
+}
+
+/// Index entries of the checkpoint's segment that can be trusted: the longest prefix on which
+/// the offset and time indexes agree, pointing below the checkpoint position.
+struct TrustedPrefix {
+    builder: IndexBuilder,
+    /// The last trusted entry's batch: where the scan resumes.
+    position: u64,
+    offset: u64,
+}
+
+fn trusted_prefix(
+    spec: &PartitionSpec<'_>,
+    paths: &SegmentPaths,
+    base: u64,
+    cp: &Checkpoint,
+) -> Result<Option<TrustedPrefix>> {
+    let (Ok(index_file), Ok(time_file)) = (
+        spec.vfs.open(&paths.index, OpenMode::Read),
+        spec.vfs.open(&paths.time_index, OpenMode::Read),
+    ) else {
+        return Ok(None);
+    };
+    let Some(loaded) =
+        index::load_offset_index(index_file.as_ref(), base).ctx("read", &paths.index)?
+    else {
+        return Ok(None);
+    };
+    let Some(times) =
+        index::load_time_index(time_file.as_ref(), base).ctx("read", &paths.time_index)?
+    else {
+        return Ok(None);
+    };
+    let below = |r: std::result::Result<usize, usize>| r.unwrap_or_else(|i| i);
+    let offsets_ok = below(index_entry::count_offset_entries(
+        &loaded.entries,
+        SEGMENT_HEADER_LEN as u64,
+        cp.position,
+    ));
+    let times_ok = below(index_entry::count_time_entries(
+        &times,
+        base,
+        cp.next_offset - base,
+    ));
+    let mut count = 0;
+    while count < offsets_ok.min(times_ok) {
+        let agree = match (
+            index_entry::offset_at(&loaded.entries, count),
+            index_entry::time_at(&times, base, count),
+        ) {
+            (Some(o), Ok(Some(t))) => o.relative_offset == t.relative_offset,
+            _ => false,
+        };
+        if !agree {
+            break;
+        }
+        count += 1;
+    }
+    let Some(last) = count.checked_sub(1) else {
+        return Ok(None);
+    };
+    let (Some(entry), Ok(Some(time))) = (
+        index_entry::offset_at(&loaded.entries, last),
+        index_entry::time_at(&times, base, last),
+    ) else {
+        return Ok(None);
+    };
+    let mut offsets = loaded.entries;
+    offsets.truncate(count * OFFSET_ENTRY_LEN);
+    let mut times = times;
+    times.truncate(count * TIME_ENTRY_LEN);
+    let cadence = IndexCadence::resume(
+        spec.config.index_interval_bytes,
+        Some(time.max_timestamp),
+        0,
+        time.max_timestamp,
+        Some(entry.relative_offset),
+    );
+    Ok(Some(TrustedPrefix {
+        builder: IndexBuilder::resume(base, cadence, offsets, times),
+        position: u64::from(entry.position),
+        offset: base + u64::from(entry.relative_offset),
+    }))
+}
+
+/// Walks a segment after the checkpoint's one from its first batch; `None` if its header does
+/// not check out (it then ends the log).
+fn walk_fresh_segment(
+    spec: &PartitionSpec<'_>,
+    base: u64,
+    report: &mut RecoveryReport,
+) -> Result<Option<Walked>> {
+    let paths = SegmentPaths::new(spec.dir, base);
+    let log = open_log(spec, &paths)?;
+    let file_len = log.len().ctx("read the size of", &paths.log)?;
+    if !has_valid_header(log.as_ref(), base) {
+        return Ok(None);
+    }
+    let mut builder = IndexBuilder::new(base, spec.config.index_interval_bytes);
+    let outcome = scan_log(
+        log.as_ref(),
+        SEGMENT_HEADER_LEN as u64,
+        base,
+        |header, position| {
+            let rel = u32::try_from(header.base_offset - base).unwrap_or(u32::MAX);
+            builder.push(
+                rel,
+                u32::try_from(position).unwrap_or(u32::MAX),
+                header.length,
+                header.max_timestamp,
+            );
+            true
+        },
+    )
+    .ctx("read", &paths.log)?;
+    report.scanned_bytes += outcome.end_position - SEGMENT_HEADER_LEN as u64;
+    Ok(Some(Walked {
+        base,
+        paths,
+        log,
+        end: outcome.end_position,
+        next_offset: outcome.next_offset,
+        file_len,
+        builder,
+    }))
+}
+
+fn summary_of(w: &Walked) -> SegmentSummary {
+    SegmentSummary {
+        entry_count: u32::try_from(w.builder.offset_entry_count()).unwrap_or(u32::MAX),
+        entries_crc: index_entry::entries_crc(&w.builder.offsets),
+        log_end_position: w.end,
+        next_offset: w.next_offset,
+        max_timestamp: w.builder.max_timestamp(),
+    }
+}
+
+/// Writes the recovered state to disk: sealed walked segments get trimmed logs and complete
+/// indexes, the last one is truncated to its valid end and reopened for appends.
+fn install(
+    spec: &PartitionSpec<'_>,
+    mut sealed: Vec<Arc<Segment>>,
+    walked: Vec<Walked>,
+    report: &mut RecoveryReport,
+) -> Result<(Vec<Arc<Segment>>, ActiveSegment)> {
+    let count = walked.len();
+    let mut active = None;
+    for (i, mut w) in walked.into_iter().enumerate() {
+        if w.file_len > w.end {
+            report.truncated_bytes += if tail_is_zero(&w) {
+                0
+            } else {
+                w.file_len - w.end
+            };
+            w.log.set_len(w.end).ctx("truncate", &w.paths.log)?;
+        }
+        w.log.sync_all().ctx("sync", &w.paths.log)?;
+        if i + 1 < count {
+            w.builder.seal();
+            let summary = summary_of(&w);
+            index::write_index_files(spec.vfs, &w.paths, w.base, &w.builder, Some(summary), None)
+                .ctx("rewrite the index of", &w.paths.index)?;
+            report.rewritten_indexes += 1;
+            sealed.push(Arc::new(Segment::unloaded(w.base, w.paths)));
+        } else {
+            let room = index::max_offset_entries(
+                spec.config.segment_bytes,
+                spec.config.index_interval_bytes,
+            );
+            index::write_index_files(spec.vfs, &w.paths, w.base, &w.builder, None, Some(room))
+                .ctx("rewrite the index of", &w.paths.index)?;
+            report.rewritten_indexes += 1;
+            let state = ResumeState {
+                position: w.end,
+                next_offset: w.next_offset,
+                offset_entries: w.builder.offsets.len() / OFFSET_ENTRY_LEN,
+                time_entries: w.builder.times.len() / TIME_ENTRY_LEN,
+                cadence: w.builder.into_cadence(),
+            };
+            drop(w.log);
+            let segment = ActiveSegment::open(spec.vfs, &w.paths, w.base, spec.config, state)
+                .ctx("open", &w.paths.log)?;
+            active = Some(segment);
+        }
+    }
+    let active =
+        active.ok_or_else(|| Error::corrupt_file(spec.dir, "no segment survived recovery"))?;
+    Ok((sealed, active))
+}
+
+/// Read-only: views of the walked segments, backed by `pread` and in-memory indexes.
+fn read_only_views(
+    mut sealed: Vec<Arc<Segment>>,
+    walked: Vec<Walked>,
+) -> (Vec<Arc<Segment>>, LastSegment) {
+    let count = walked.len();
+    let mut last = LastSegment::None;
+    for (i, mut w) in walked.into_iter().enumerate() {
+        if i + 1 < count {
+            w.builder.seal();
+        }
+        let max_timestamp = w.builder.max_timestamp();
+        let view = Arc::new(SegmentView::new(
+            w.base,
+            w.paths,
+            LogData::File {
+                file: w.log,
+                end: w.end,
+            },
+            IndexData::Fixed(Bytes::from(w.builder.offsets)),
+            IndexData::Fixed(Bytes::from(w.builder.times)),
+            w.next_offset,
+            max_timestamp,
+        ));
+        if i + 1 < count {
+            sealed.push(Arc::new(Segment::loaded(view)));
+        } else {
+            last = LastSegment::View(view);
+        }
+    }
+    (sealed, last)
+}

@@ -1,0 +1,146 @@
+//! The I/O seam: every file and directory operation wharf performs goes through [`Vfs`] and
+//! [`VfsFile`], so a simulated disk can stand in for the real one in crash tests.
+//!
+//! The hot paths do not pay for the indirection: appends are `memcpy`s into a mapping obtained
+//! once per segment ([`VfsFile::map`]), and only syncs, opens and reads of whole chunks cross
+//! the trait object.
+//!
+//! Contract an implementation must keep (the log relies on it):
+//! - `sync_data` makes every byte written so far (through `write_all_at` or through a mapping
+//!   of the file) durable; if it fails, the bytes may be lost and the error is reported once.
+//! - a mapping covers `[0, len)` of the file as it was when mapped; callers never shrink a
+//!   file below a position they still touch through a mapping.
+//! - `sync_dir` makes creates, renames and removes in that directory durable.
+//! - `lock` fails with `io::ErrorKind::WouldBlock` while another lock on the path is held,
+//!   from this process or another.
+
+mod std_fs;
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub(crate) use std_fs::StdVfs;
+
+/// How to open a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenMode {
+    /// Read only; the file must exist.
+    Read,
+    /// Read and write; the file must exist.
+    ReadWrite,
+    /// Read and write; the file must not exist.
+    CreateNew,
+    /// Read and write; created if missing, truncated to zero if present.
+    CreateTruncate,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone)]
+pub(crate) struct DirEntry {
+    pub name: String,
+    pub is_dir: bool,
+}
+
+/// A file system.
+pub(crate) trait Vfs: Send + Sync + fmt::Debug {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>>;
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Entries whose names are valid UTF-8; others are skipped (wharf never creates them).
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>>;
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Takes an exclusive advisory lock on `path` (creating the file), held until the returned
+    /// guard drops; dies with the process.
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
+}
+
+/// Holds a lock taken by [`Vfs::lock`] until dropped.
+pub(crate) trait LockGuard: Send + Sync + fmt::Debug {}
+
+/// An open file.
+pub(crate) trait VfsFile: Send + Sync + fmt::Debug {
+    fn path(&self) -> &Path;
+    fn len(&self) -> io::Result<u64>;
+    /// Reads up to `buf.len()` bytes at `pos`; returns how many were read (0 at end of file).
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize>;
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()>;
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Reserves disk space for `[0, len)` and grows the file to at least `len`, so writes (and
+    /// mapped writes) below `len` cannot fail for lack of space.
+    fn allocate(&self, len: u64) -> io::Result<()>;
+    fn sync_data(&self) -> io::Result<()>;
+    fn sync_all(&self) -> io::Result<()>;
+    /// Maps `[0, len)` of the file, shared with the file's page cache. `writable` needs a file
+    /// opened for writing.
+    fn map(&self, len: usize, writable: bool) -> io::Result<Box<dyn RawMap>>;
+
+    /// Reads exactly `buf.len()` bytes at `pos`, failing with `UnexpectedEof` if the file is
+    /// shorter.
+    fn read_exact_at(&self, mut buf: &mut [u8], mut pos: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read_at(buf, pos) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    buf = &mut buf[n..];
+                    pos += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads from `pos` to `pos + buf.len()` or the end of the file, whichever comes first;
+    /// returns the number of bytes read.
+    fn read_up_to(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.read_at(&mut buf[filled..], pos + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filled)
+    }
+}
+
+/// A mapping: a raw pointer and a length, valid until dropped. Only `log::mmap` dereferences
+/// the pointer.
+pub(crate) trait RawMap: Send + Sync + fmt::Debug {
+    fn as_mut_ptr(&self) -> *mut u8;
+    fn len(&self) -> usize;
+}
+
+/// Writes `data` to `path` atomically: a temporary file, sync, rename, sync of the directory.
+/// After a crash the file holds either its old contents or `data`, never a mix.
+pub(crate) fn write_atomic(vfs: &dyn Vfs, path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = tmp_path(path);
+    let file = vfs.open(&tmp, OpenMode::CreateTruncate)?;
+    file.write_all_at(data, 0)?;
+    file.sync_all()?;
+    drop(file);
+    vfs.rename(&tmp, path)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    vfs.sync_dir(dir)
+}
+
+/// The temporary name used while `path` is being replaced. Recovery removes leftovers.
+pub(crate) fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(std::ffi::OsStr::to_os_string)
+        .unwrap_or_default();
+    name.push(TMP_SUFFIX);
+    path.with_file_name(name)
+}
+
+/// Suffix of temporary files; any file ending in it is removed on open.
+pub(crate) const TMP_SUFFIX: &str = ".tmp";

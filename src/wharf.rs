@@ -1,0 +1,563 @@
+//! [`Wharf`]: the root handle. Opening (lock, directory header, clean-shutdown marker,
+//! recovery of every partition), the topic registry, the flusher thread, and closing.
+//!
+//! Open and close, step by step:
+//! - open: create the directory; take the lock; read (or write) `wharf.meta`; note and remove
+//!   the clean-shutdown marker (synced) before anything else is written; clear `staging/` and
+//!   `trash/`; open every topic (recovering each partition); start the flusher.
+//! - close: stop the flusher; close every partition (sync, finalize, trim, checkpoint); if all
+//!   of that succeeded, write the clean-shutdown marker; release the lock.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{TopicConfig, WharfOptions};
+use crate::dir_lock;
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::format::file_header::{self, CLEAN_MAGIC, DIR_MAGIC, HeaderError};
+use crate::layout;
+use crate::log::{FlushQueue, PartitionEnv, PartitionLog};
+use crate::producer::ProducerBuilder;
+use crate::reader::PartitionReader;
+use crate::topic::{self, Topic, TopicInfo};
+use crate::vfs::{self, LockGuard, OpenMode, StdVfs, Vfs};
+use crate::writer::flusher::Flusher;
+
+/// An open data directory: the root handle of the queue.
+///
+/// Cheap to clone (a reference count) and `Send + Sync`. The directory is closed by
+/// [`Wharf::close`], or when the last handle (including producers and readers made from it)
+/// is dropped.
+///
+/// ```
+/// # fn main() -> wharf::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// use wharf::{AckMode, Record, TopicConfig, Wharf};
+/// let wharf = Wharf::open(dir.path())?;
+/// wharf.create_topic("orders", TopicConfig::default().partitions(2))?;
+/// let producer = wharf.producer().ack(AckMode::Fsync).build();
+/// let receipt = producer.send(Record::new("orders", "order-42").key("user-7"))?;
+/// let batch = wharf.reader("orders", receipt.partition())?.read(receipt.offset(), Default::default())?;
+/// assert_eq!(batch.get(0).unwrap().payload(), b"order-42");
+/// wharf.close()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Wharf {
+    inner: Arc<Inner>,
+}
+
+/// What producers and readers hold: the Wharf stays open while any of them lives.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) shared: Arc<Shared>,
+    flusher: Mutex<Option<Flusher>>,
+    lock: Mutex<Option<Box<dyn LockGuard>>>,
+}
+
+/// State shared with the flusher thread.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) dir: PathBuf,
+    vfs: Arc<dyn Vfs>,
+    options: WharfOptions,
+    env: PartitionEnv,
+    topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
+    admin: Mutex<()>,
+    closed: AtomicBool,
+}
+
+/// What recovery did when the Wharf was opened, summed over its partitions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryStats {
+    /// The previous close was clean (nothing needed scanning).
+    pub clean_shutdown: bool,
+    /// Partitions opened.
+    pub partitions: usize,
+    /// Bytes of log read to find the end (what was not known durable).
+    pub scanned_bytes: u64,
+    /// Bytes of torn or invalid tail cut off (zeroed preallocated space not counted).
+    pub truncated_bytes: u64,
+    /// Leftover files removed: temporary files, orphan indexes, segments after a truncation.
+    pub removed_files: usize,
+    /// Index files written anew from the log.
+    pub rewritten_indexes: usize,
+}
+
+/// Options for opening a [`Wharf`]; every setting has a documented default.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct WharfBuilder {
+    dir: PathBuf,
+    options: WharfOptions,
+    clock: Arc<dyn Clock>,
+}
+
+impl WharfBuilder {
+    /// Opens without taking the lock and without changing anything on disk, for inspection
+    /// (possibly while another process writes). Reads see the data as of the open; writes fail
+    /// with [`ErrorKind::ReadOnly`]. Default: `false`.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.options.read_only = read_only;
+        self
+    }
+
+    /// How often data sent with `NoWait` or `Write` is synced in the background. Default:
+    /// [`crate::config::DEFAULT_FLUSH_INTERVAL`] (1 s). Must be above zero.
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.options.flush_interval = interval;
+        self
+    }
+
+    /// Also sync a partition in the background once this many records are unsynced.
+    /// Default: off (only the interval applies). Must be at least 1.
+    pub fn flush_messages(mut self, messages: u64) -> Self {
+        self.options.flush_messages = Some(messages);
+        self
+    }
+
+    /// Most asynchronous `Fsync` sends waiting for a sync per partition; past it, a send
+    /// syncs in the caller's thread. Default: [`crate::config::DEFAULT_MAX_PENDING_ASYNC`].
+    pub fn max_pending_async(mut self, sends: usize) -> Self {
+        self.options.max_pending_async = sends;
+        self
+    }
+
+    /// The clock record timestamps come from. Default: [`SystemClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Opens the directory (creating it if needed, unless read-only) and recovers it.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Locked`] if another Wharf holds the directory; [`ErrorKind::Corrupt`] or
+    /// [`ErrorKind::CorruptFile`] if data known to be durable is damaged;
+    /// [`ErrorKind::IncompatibleFormat`] for files of another format version;
+    /// [`ErrorKind::InvalidConfig`] for bad options; [`ErrorKind::Io`] for I/O failures.
+    pub fn open(self) -> Result<Wharf> {
+        self.options.validate()?;
+        let vfs: Arc<dyn Vfs> = Arc::new(StdVfs);
+        let dir = self.dir;
+        let read_only = self.options.read_only;
+        let lock = if read_only {
+            if !vfs.exists(&dir).ctx("open", &dir)? {
+                return Err(Error::io("open", &dir, std::io::ErrorKind::NotFound.into()));
+            }
+            None
+        } else {
+            vfs.create_dir_all(&dir).ctx("create", &dir)?;
+            Some(dir_lock::lock(vfs.as_ref(), &dir)?)
+        };
+        check_dir_header(vfs.as_ref(), &dir, read_only)?;
+        let clean = take_clean_marker(vfs.as_ref(), &dir, read_only)?;
+        if !read_only {
+            prepare_dirs(vfs.as_ref(), &dir)?;
+        }
+        let env = PartitionEnv {
+            vfs: Arc::clone(&vfs),
+            clock: self.clock,
+            flush_queue: Arc::new(FlushQueue::default()),
+            read_only,
+            clean,
+            flush_messages: self.options.flush_messages,
+            max_pending_async: self.options.max_pending_async,
+        };
+        let topics = open_topics(vfs.as_ref(), &dir, &env)?;
+        let shared = Arc::new(Shared {
+            dir,
+            vfs,
+            options: self.options,
+            env,
+            topics: RwLock::new(topics),
+            admin: Mutex::new(()),
+            closed: AtomicBool::new(false),
+        });
+        let flusher = if read_only {
+            None
+        } else {
+            Some(spawn_flusher(&shared)?)
+        };
+        Ok(Wharf {
+            inner: Arc::new(Inner {
+                shared,
+                flusher: Mutex::new(flusher),
+                lock: Mutex::new(lock),
+            }),
+        })
+    }
+}
+
+fn spawn_flusher(shared: &Arc<Shared>) -> Result<Flusher> {
+    let weak = Arc::downgrade(shared);
+    let source = Box::new(move || {
+        weak.upgrade()
+            .map(|s| s.all_partitions())
+            .unwrap_or_default()
+    });
+    Flusher::spawn(
+        Arc::clone(&shared.env.flush_queue),
+        shared.options.flush_interval,
+        source,
+    )
+    .ctx("start the flusher thread for", &shared.dir)
+}
+
+/// Reads `wharf.meta`, writing it for a new directory.
+fn check_dir_header(vfs: &dyn Vfs, dir: &Path, read_only: bool) -> Result<()> {
+    let path = dir.join(layout::META_FILE);
+    match vfs.open(&path, OpenMode::Read) {
+        Ok(file) => {
+            let mut bytes = [0u8; file_header::SMALL_HEADER_LEN];
+            file.read_exact_at(&mut bytes, 0).ctx("read", &path)?;
+            match file_header::decode_small(&bytes, DIR_MAGIC) {
+                Ok(_) => Ok(()),
+                Err(HeaderError::UnsupportedVersion(found)) => Err(ErrorKind::IncompatibleFormat {
+                    path,
+                    found: u32::from(found),
+                    supported: u32::from(crate::format::FORMAT_VERSION),
+                }
+                .into()),
+                Err(e) => Err(Error::corrupt_file(&path, e.to_string())),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if vfs.exists(&layout::topics_dir(dir)).ctx("open", dir)? {
+                return Err(Error::corrupt_file(
+                    &path,
+                    "the directory header is missing",
+                ));
+            }
+            if read_only {
+                return Ok(());
+            }
+            vfs::write_atomic(vfs, &path, &file_header::encode_small(DIR_MAGIC, 0))
+                .ctx("write", &path)
+        }
+        Err(e) => Err(Error::io("open", path, e)),
+    }
+}
+
+/// Whether the last close was clean; the marker is removed (and the removal synced) before
+/// anything else is written, so a crash from here on is never mistaken for a clean shutdown.
+fn take_clean_marker(vfs: &dyn Vfs, dir: &Path, read_only: bool) -> Result<bool> {
+    let path = dir.join(layout::CLEAN_SHUTDOWN_FILE);
+    let file = match vfs.open(&path, OpenMode::Read) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("open", path, e)),
+    };
+    let mut bytes = [0u8; file_header::SMALL_HEADER_LEN];
+    let clean = file.read_exact_at(&mut bytes, 0).is_ok()
+        && file_header::decode_small(&bytes, CLEAN_MAGIC).is_ok();
+    drop(file);
+    if !read_only {
+        vfs.remove_file(&path).ctx("remove", &path)?;
+        vfs.sync_dir(dir).ctx("sync", dir)?;
+    }
+    Ok(clean)
+}
+
+/// Creates `topics/`, and empties `staging/` and `trash/` (half-created and half-deleted
+/// topics from before a crash).
+fn prepare_dirs(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+    for name in [layout::STAGING_DIR, layout::TRASH_DIR] {
+        let path = dir.join(name);
+        if vfs.exists(&path).ctx("open", &path)? {
+            vfs.remove_dir_all(&path).ctx("remove", &path)?;
+        }
+    }
+    let topics = layout::topics_dir(dir);
+    vfs.create_dir_all(&topics).ctx("create", &topics)?;
+    vfs.sync_dir(dir).ctx("sync", dir)
+}
+
+fn open_topics(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    env: &PartitionEnv,
+) -> Result<HashMap<Arc<str>, Arc<Topic>>> {
+    let topics_dir = layout::topics_dir(dir);
+    let mut topics = HashMap::new();
+    if !vfs.exists(&topics_dir).ctx("open", &topics_dir)? {
+        return Ok(topics);
+    }
+    for entry in vfs.read_dir(&topics_dir).ctx("list", &topics_dir)? {
+        if !entry.is_dir {
+            continue;
+        }
+        let topic = Topic::open(vfs, &entry.name, topics_dir.join(&entry.name), env)?;
+        topics.insert(Arc::clone(&topic.name), Arc::new(topic));
+    }
+    Ok(topics)
+}
+
+impl Wharf {
+    /// Opens `dir` with default options (see [`WharfBuilder`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`WharfBuilder::open`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Wharf> {
+        Wharf::builder(dir).open()
+    }
+
+    /// Options for opening `dir`.
+    pub fn builder(dir: impl AsRef<Path>) -> WharfBuilder {
+        WharfBuilder {
+            dir: dir.as_ref().to_path_buf(),
+            options: WharfOptions::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.shared.dir
+    }
+
+    /// Creates a topic. Nothing on disk changes if the name or configuration is rejected.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidTopicName`], [`ErrorKind::InvalidConfig`],
+    /// [`ErrorKind::TopicExists`], [`ErrorKind::ReadOnly`], [`ErrorKind::Closed`], or an I/O
+    /// error.
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo> {
+        topic::validate_topic_name(name)?;
+        config.validate()?;
+        self.inner.shared.create_topic(name, config, false)
+    }
+
+    /// Creates the topic if it does not exist; returns the existing topic's information (its
+    /// stored configuration, which may differ from `config`) if it does.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wharf::create_topic`], except `TopicExists`.
+    pub fn ensure_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo> {
+        topic::validate_topic_name(name)?;
+        config.validate()?;
+        self.inner.shared.create_topic(name, config, true)
+    }
+
+    /// The topics, sorted by name.
+    pub fn topics(&self) -> Vec<TopicInfo> {
+        let mut topics: Vec<TopicInfo> = self
+            .inner
+            .shared
+            .topics
+            .read()
+            .values()
+            .map(|t| t.info())
+            .collect();
+        topics.sort_by(|a, b| a.name().cmp(b.name()));
+        topics
+    }
+
+    /// Deletes a topic and all its data. Producers and readers of it get
+    /// [`ErrorKind::TopicNotFound`] from then on; bytes they already hold stay valid.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::TopicNotFound`], [`ErrorKind::ReadOnly`], [`ErrorKind::Closed`], or an I/O
+    /// error.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        self.inner.shared.delete_topic(name)
+    }
+
+    /// A builder for a producer.
+    pub fn producer(&self) -> ProducerBuilder {
+        ProducerBuilder::new(Arc::clone(&self.inner))
+    }
+
+    /// A reader of one partition, for tools and the layers above (consumers use it).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::TopicNotFound`] or [`ErrorKind::PartitionOutOfRange`].
+    pub fn reader(&self, topic: &str, partition: u32) -> Result<PartitionReader> {
+        let log = Arc::clone(self.inner.shared.topic(topic)?.partition(partition)?);
+        Ok(PartitionReader::new(Arc::clone(&self.inner), log))
+    }
+
+    /// What recovery found and did when this Wharf was opened.
+    pub fn recovery_stats(&self) -> RecoveryStats {
+        let shared = &self.inner.shared;
+        let mut stats = RecoveryStats {
+            clean_shutdown: shared.env.clean,
+            ..RecoveryStats::default()
+        };
+        for partition in shared.all_partitions() {
+            let report = partition.recovery_report();
+            stats.partitions += 1;
+            stats.scanned_bytes += report.scanned_bytes;
+            stats.truncated_bytes += report.truncated_bytes;
+            stats.removed_files += report.removed_files;
+            stats.rewritten_indexes += report.rewritten_indexes;
+        }
+        stats
+    }
+
+    /// Syncs every partition now: everything sent so far, with any ack mode, is on stable
+    /// storage when this returns.
+    ///
+    /// # Errors
+    ///
+    /// `Poisoned` if a sync fails, `Closed` after close.
+    pub fn sync(&self) -> Result<()> {
+        for partition in self.inner.shared.all_partitions() {
+            partition.sync_to(partition.next_offset())?;
+        }
+        Ok(())
+    }
+
+    /// Closes the directory: stops the flusher, syncs and trims every partition, records a
+    /// clean shutdown and releases the lock. Other handles get [`ErrorKind::Closed`].
+    ///
+    /// # Errors
+    ///
+    /// The first failure to sync or write; the shutdown is then not recorded as clean, so the
+    /// next open recovers.
+    pub fn close(self) -> Result<()> {
+        self.inner.close()
+    }
+}
+
+impl Inner {
+    fn close(&self) -> Result<()> {
+        let shared = &self.shared;
+        if shared.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if let Some(mut flusher) = self.flusher.lock().take() {
+            flusher.stop();
+        }
+        let mut result = Ok(());
+        for partition in shared.all_partitions() {
+            if let Err(e) = partition.close() {
+                result = result.and(Err(e));
+            }
+        }
+        if result.is_ok() && !shared.options.read_only {
+            let path = shared.dir.join(layout::CLEAN_SHUTDOWN_FILE);
+            result = vfs::write_atomic(
+                shared.vfs.as_ref(),
+                &path,
+                &file_header::encode_small(CLEAN_MAGIC, 0),
+            )
+            .ctx("write", &path);
+        }
+        drop(self.lock.lock().take());
+        result
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Best effort: a failure means the next open recovers, which is always safe.
+        let _closed = self.close();
+    }
+}
+
+impl Shared {
+    pub(crate) fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.topics
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::topic_not_found(name))
+    }
+
+    pub(crate) fn all_partitions(&self) -> Vec<Arc<PartitionLog>> {
+        self.topics
+            .read()
+            .values()
+            .flat_map(|t| t.partitions.iter().cloned())
+            .collect()
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(ErrorKind::Closed.into());
+        }
+        if self.options.read_only {
+            return Err(ErrorKind::ReadOnly {
+                dir: self.dir.clone(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    fn create_topic(&self, name: &str, config: TopicConfig, may_exist: bool) -> Result<TopicInfo> {
+        let _admin = self.admin.lock();
+        if let Ok(existing) = self.topic(name) {
+            return if may_exist {
+                Ok(existing.info())
+            } else {
+                Err(ErrorKind::TopicExists {
+                    topic: name.to_owned(),
+                }
+                .into())
+            };
+        }
+        self.check_writable()?;
+        let vfs = self.vfs.as_ref();
+        let staging_root = self.dir.join(layout::STAGING_DIR);
+        let staging = staging_root.join(name);
+        if vfs.exists(&staging).ctx("open", &staging)? {
+            vfs.remove_dir_all(&staging).ctx("remove", &staging)?;
+        }
+        Topic::create_dir(vfs, &staging, &config)?;
+        vfs.sync_dir(&staging_root).ctx("sync", &staging_root)?;
+        let target = layout::topic_dir(&self.dir, name);
+        vfs.rename(&staging, &target)
+            .ctx("move into place", &target)?;
+        let topics_dir = layout::topics_dir(&self.dir);
+        vfs.sync_dir(&topics_dir).ctx("sync", &topics_dir)?;
+        vfs.sync_dir(&staging_root).ctx("sync", &staging_root)?;
+        let topic = Arc::new(Topic::open(vfs, name, target, &self.env)?);
+        let info = topic.info();
+        self.topics.write().insert(Arc::clone(&topic.name), topic);
+        Ok(info)
+    }
+
+    fn delete_topic(&self, name: &str) -> Result<()> {
+        let _admin = self.admin.lock();
+        self.check_writable()?;
+        let topic = self.topic(name)?;
+        let vfs = self.vfs.as_ref();
+        let trash_root = self.dir.join(layout::TRASH_DIR);
+        vfs.create_dir_all(&trash_root).ctx("create", &trash_root)?;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let trash = trash_root.join(format!("{name}.{nanos}"));
+        let source = layout::topic_dir(&self.dir, name);
+        self.topics.write().remove(name);
+        for partition in &topic.partitions {
+            partition.mark_removed();
+        }
+        vfs.rename(&source, &trash)
+            .ctx("move to the trash", &source)?;
+        let topics_dir = layout::topics_dir(&self.dir);
+        vfs.sync_dir(&topics_dir).ctx("sync", &topics_dir)?;
+        vfs.sync_dir(&trash_root).ctx("sync", &trash_root)?;
+        // The topic is gone once the rename is durable; removing the files can wait for the
+        // next open if it fails now.
+        if vfs.remove_dir_all(&trash).is_ok() {
+            vfs.sync_dir(&trash_root).ctx("sync", &trash_root)?;
+        }
+        Ok(())
+    }
+}
