@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let last = last.ok_or("nothing sent")?;
         println!(
             "{ack:?}: {count} records in {elapsed:.2?} ({:.0} records/s); last went to partition {} offset {}",
-            count as f64 / elapsed.as_secs_f64(),
+            f64::from(count) / elapsed.as_secs_f64(),
             last.partition(),
             last.offset()
         );

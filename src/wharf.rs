@@ -433,6 +433,27 @@ impl Wharf {
     }
 }
 
+#[cfg(feature = "test-util")]
+impl Wharf {
+    /// Lets go of the directory the way a killed process would (feature `test-util`): no sync,
+    /// no finalizing, no checkpoint, no clean-shutdown marker; the lock is released. What was
+    /// written stays in the page cache, exactly as after `kill -9`, so the next open runs
+    /// crash recovery. Other handles get [`ErrorKind::Closed`].
+    pub fn simulate_crash(self) {
+        let shared = &self.inner.shared;
+        if shared.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(mut flusher) = self.inner.flusher.lock().take() {
+            flusher.stop();
+        }
+        for partition in shared.all_partitions() {
+            partition.abandon();
+        }
+        drop(self.inner.lock.lock().take());
+    }
+}
+
 impl Inner {
     fn close(&self) -> Result<()> {
         let shared = &self.shared;

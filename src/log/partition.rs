@@ -596,6 +596,23 @@ impl PartitionLog {
         self.write_checkpoint(point)
     }
 
+    /// Drops the writer without syncing anything (a simulated process crash).
+    #[cfg(feature = "test-util")]
+    pub(crate) fn abandon(&self) {
+        self.state.store(STATE_CLOSED, Ordering::Release);
+        drop(self.writer.lock().take());
+        let mut st = self.sync.lock();
+        st.unsynced_sealed.clear();
+        st.to_finalize.clear();
+        let waiters = std::mem::take(&mut st.waiters);
+        drop(st);
+        for (_, callback) in waiters {
+            callback(Err(ErrorKind::Closed.into()));
+        }
+        self.sync_done.notify_all();
+        self.watchers.notify();
+    }
+
     /// Marks the partition deleted: appends and waiters get `TopicNotFound`; nothing is synced.
     pub(crate) fn mark_removed(&self) {
         self.state.store(STATE_REMOVED, Ordering::Release);

@@ -1,0 +1,64 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use wharf::{Message, ReadOptions, Wharf};
+
+/// Every message of a partition, from its start to its end, in order.
+pub fn read_partition(wharf: &Wharf, topic: &str, partition: u32) -> Vec<Message> {
+    let reader = wharf.reader(topic, partition).expect("reader");
+    let mut out = Vec::new();
+    let mut offset = reader.start_offset();
+    let end = reader.end_offset();
+    while offset < end {
+        let batch = reader
+            .read(offset, ReadOptions::default().max_records(1_000))
+            .expect("read");
+        assert!(
+            !batch.is_empty(),
+            "no progress at offset {offset} (end {end})"
+        );
+        out.extend(batch.to_messages());
+        offset = batch.next_offset();
+    }
+    out
+}
+
+/// Payloads of every message of a partition.
+pub fn payloads(wharf: &Wharf, topic: &str, partition: u32) -> Vec<Vec<u8>> {
+    read_partition(wharf, topic, partition)
+        .iter()
+        .map(|m| m.payload().to_vec())
+        .collect()
+}
+
+/// The segment log files of a partition, sorted by base offset.
+pub fn segment_files(
+    dir: &Path,
+    topic: &str,
+    partition: u32,
+    ext: &str,
+) -> Vec<std::path::PathBuf> {
+    let pdir = dir.join("topics").join(topic).join(partition.to_string());
+    let mut files: Vec<_> = std::fs::read_dir(&pdir)
+        .expect("partition dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A deterministic payload for record `i`.
+pub fn payload(i: u64, len: usize) -> Vec<u8> {
+    let mut state = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
