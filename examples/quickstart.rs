@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("created topic \"orders\" with 3 partitions");
 
     for (ack, count) in [
-        (AckMode::NoWait, 100_000u64),
+        (AckMode::NoWait, 100_000u32),
         (AckMode::Write, 100_000),
         (AckMode::Fsync, 200),
     ] {

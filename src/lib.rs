@@ -59,6 +59,7 @@
 //! - a database: records are read by offset or time, not by key;
 //! - a compacted log (no key-based compaction).
 #![deny(missing_docs)]
+#![warn(clippy::unwrap_used)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;

@@ -1,6 +1,8 @@
 //! Round trips through the public API: every ack mode, batches, async sends, rolls, reopen,
 //! partitioning, timestamps, waiting readers.
 
+#![allow(clippy::cast_possible_truncation)]
+
 mod common;
 
 use std::sync::Arc;
@@ -191,7 +193,10 @@ fn a_batch_larger_than_a_segment_is_split_across_segments() {
         .collect();
     let receipts = producer.send_batch(records.clone()).unwrap();
     assert_eq!(
-        receipts.iter().map(|r| r.offset()).collect::<Vec<_>>(),
+        receipts
+            .iter()
+            .map(wharf::SendReceipt::offset)
+            .collect::<Vec<_>>(),
         (0..200).collect::<Vec<_>>()
     );
     assert!(segment_files(dir.path(), "t", 0, "log").len() >= 20);

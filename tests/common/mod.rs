@@ -1,3 +1,4 @@
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
