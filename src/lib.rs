@@ -66,7 +66,12 @@ mod clock;
 mod config;
 mod dir_lock;
 mod error;
+#[cfg(test)]
+mod fault_tests;
 mod format;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod layout;
 mod log;
 mod partitioner;
@@ -76,6 +81,11 @@ mod topic;
 mod vfs;
 mod wharf;
 mod writer;
+
+/// The README's examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{

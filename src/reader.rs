@@ -103,7 +103,8 @@ impl PartitionReader {
         self.log.durable_offset()
     }
 
-    /// Reads records from `offset` on. An empty batch means no record is there yet.
+    /// Reads records from `offset` on. An empty batch means no record is there yet. A read
+    /// stays within one segment: call again from [`Batch::next_offset`] for more.
     ///
     /// # Errors
     ///

@@ -98,9 +98,17 @@ pub struct WharfBuilder {
     dir: PathBuf,
     options: WharfOptions,
     clock: Arc<dyn Clock>,
+    vfs: Arc<dyn Vfs>,
 }
 
 impl WharfBuilder {
+    /// Replaces the file system (fault injection and simulated disks in tests).
+    #[cfg(test)]
+    pub(crate) fn vfs(mut self, vfs: Arc<dyn Vfs>) -> Self {
+        self.vfs = vfs;
+        self
+    }
+
     /// Opens without taking the lock and without changing anything on disk, for inspection
     /// (possibly while another process writes). Reads see the data as of the open; writes fail
     /// with [`ErrorKind::ReadOnly`]. Default: `false`.
@@ -146,7 +154,7 @@ impl WharfBuilder {
     /// [`ErrorKind::InvalidConfig`] for bad options; [`ErrorKind::Io`] for I/O failures.
     pub fn open(self) -> Result<Wharf> {
         self.options.validate()?;
-        let vfs: Arc<dyn Vfs> = Arc::new(StdVfs);
+        let vfs = self.vfs;
         let dir = self.dir;
         let read_only = self.options.read_only;
         let lock = if read_only {
@@ -317,6 +325,7 @@ impl Wharf {
             dir: dir.as_ref().to_path_buf(),
             options: WharfOptions::default(),
             clock: Arc::new(SystemClock),
+            vfs: Arc::new(StdVfs),
         }
     }
 

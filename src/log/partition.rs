@@ -648,6 +648,9 @@ impl PartitionLog {
     /// Reads records from `from`, up to `limits`; with `durable_only`, only records already on
     /// stable storage.
     pub(crate) fn read(&self, from: u64, limits: ReadLimits, durable_only: bool) -> Result<Batch> {
+        if self.state.load(Ordering::Acquire) == STATE_REMOVED {
+            return Err(Error::topic_not_found(&self.ctx.topic));
+        }
         let end = self.next_offset();
         let until = if durable_only {
             self.durable_offset().min(end)

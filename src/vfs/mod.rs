@@ -14,6 +14,8 @@
 //! - `lock` fails with `io::ErrorKind::WouldBlock` while another lock on the path is held,
 //!   from this process or another.
 
+#[cfg(test)]
+pub(crate) mod faulty;
 mod std_fs;
 
 use std::fmt;

@@ -1,0 +1,125 @@
+//! A file system that fails on request (unit tests only): wraps [`StdVfs`] and injects
+//! `fdatasync` failures (with Linux's semantics: the error is reported once, and the next sync
+//! "succeeds" although the data may be gone, which is exactly why wharf must never retry) and
+//! `ENOSPC` from `allocate`.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::{DirEntry, LockGuard, OpenMode, RawMap, StdVfs, Vfs, VfsFile};
+
+/// Switches shared by a [`FaultyVfs`] and its files.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    /// Fail the next `sync_data`/`sync_all` of a `.log` file, once.
+    pub fail_next_log_sync: AtomicBool,
+    /// Fail every `allocate` with ENOSPC while set.
+    pub no_space: AtomicBool,
+    /// Syncs that failed.
+    pub failed_syncs: AtomicUsize,
+}
+
+#[derive(Debug)]
+pub(crate) struct FaultyVfs {
+    pub faults: Arc<Faults>,
+}
+
+impl FaultyVfs {
+    pub(crate) fn new() -> (Arc<Self>, Arc<Faults>) {
+        let faults = Arc::new(Faults::default());
+        (
+            Arc::new(FaultyVfs {
+                faults: Arc::clone(&faults),
+            }),
+            faults,
+        )
+    }
+}
+
+impl Vfs for FaultyVfs {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
+        let inner = StdVfs.open(path, mode)?;
+        Ok(Arc::new(FaultyFile {
+            inner,
+            faults: Arc::clone(&self.faults),
+        }))
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        StdVfs.create_dir_all(path)
+    }
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        StdVfs.read_dir(path)
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        StdVfs.exists(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdVfs.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        StdVfs.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        StdVfs.remove_dir_all(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        StdVfs.sync_dir(path)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        StdVfs.lock(path)
+    }
+}
+
+#[derive(Debug)]
+struct FaultyFile {
+    inner: Arc<dyn VfsFile>,
+    faults: Arc<Faults>,
+}
+
+impl FaultyFile {
+    fn sync_fault(&self) -> io::Result<()> {
+        let is_log = self.inner.path().extension().is_some_and(|e| e == "log");
+        if is_log && self.faults.fail_next_log_sync.swap(false, Ordering::SeqCst) {
+            self.faults.failed_syncs.fetch_add(1, Ordering::SeqCst);
+            return Err(io::Error::from_raw_os_error(5)); // EIO
+        }
+        Ok(())
+    }
+}
+
+impl VfsFile for FaultyFile {
+    fn path(&self) -> &Path {
+        self.inner.path()
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, pos)
+    }
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, pos)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        if self.faults.no_space.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        self.inner.allocate(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.sync_fault()?;
+        self.inner.sync_data()
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        self.sync_fault()?;
+        self.inner.sync_all()
+    }
+    fn map(&self, len: usize, writable: bool) -> io::Result<Box<dyn RawMap>> {
+        self.inner.map(len, writable)
+    }
+}
