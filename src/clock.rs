@@ -27,7 +27,15 @@ impl Timestamp {
 
     /// The current wall-clock time.
     pub fn now() -> Self {
-        Timestamp::from(SystemTime::now())
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            // Integer milliseconds without `Duration::as_millis`'s 128-bit arithmetic: this is
+            // on every append's path.
+            Ok(d) => Timestamp(
+                i64::try_from(d.as_secs()).map_or(i64::MAX, |s| s.saturating_mul(1_000))
+                    + i64::from(d.subsec_millis()),
+            ),
+            Err(_) => Timestamp::from(SystemTime::now()),
+        }
     }
 
     /// This timestamp as a `SystemTime`.

@@ -61,6 +61,31 @@ pub(crate) struct Inner {
     lock: Mutex<Option<Box<dyn LockGuard>>>,
 }
 
+/// FNV-1a: topic names are short and chosen by the application (no hash flooding to fear),
+/// and the registry is looked up on every send, where `SipHash` cost more than the append.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct NameHasher(u64);
+
+impl std::hash::Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &byte in bytes {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+type TopicMap = HashMap<Arc<str>, Arc<Topic>, std::hash::BuildHasherDefault<NameHasher>>;
+
 /// State shared with the flusher thread.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -68,7 +93,7 @@ pub(crate) struct Shared {
     vfs: Arc<dyn Vfs>,
     options: WharfOptions,
     env: PartitionEnv,
-    topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
+    topics: RwLock<TopicMap>,
     admin: Mutex<()>,
     closed: AtomicBool,
 }
@@ -289,13 +314,9 @@ fn prepare_dirs(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
     vfs.sync_dir(dir).ctx("sync", dir)
 }
 
-fn open_topics(
-    vfs: &dyn Vfs,
-    dir: &Path,
-    env: &PartitionEnv,
-) -> Result<HashMap<Arc<str>, Arc<Topic>>> {
+fn open_topics(vfs: &dyn Vfs, dir: &Path, env: &PartitionEnv) -> Result<TopicMap> {
     let topics_dir = layout::topics_dir(dir);
-    let mut topics = HashMap::new();
+    let mut topics = TopicMap::default();
     if !vfs.exists(&topics_dir).ctx("open", &topics_dir)? {
         return Ok(topics);
     }

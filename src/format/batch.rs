@@ -4,9 +4,9 @@
 //!
 //! | position | size | field |
 //! |---------:|-----:|-------|
-//! | 0  | 8 | `base_offset`: offset of the first record |
-//! | 8  | 4 | `length`: bytes of the whole batch, header included |
-//! | 12 | 4 | `crc`: CRC32C of bytes `[0, 12)` followed by `[16, length)` |
+//! | 0  | 4 | `crc`: CRC32C of bytes `[4, length)`: every other header field and the records |
+//! | 4  | 4 | `length`: bytes of the whole batch, header included |
+//! | 8  | 8 | `base_offset`: offset of the first record |
 //! | 16 | 1 | `version`: 1 (0 is never valid, so zeroed space is never a batch) |
 //! | 17 | 1 | `attributes`: 0 (reserved) |
 //! | 18 | 2 | reserved, 0 |
@@ -17,8 +17,9 @@
 //!
 //! The CRC covers every header field but itself, the base offset and length included, so a
 //! batch copied to the wrong place, or a stale batch left in reused space, fails the check
-//! against the offset the reader expects. A `length` of 0 marks the end of the written part of
-//! a preallocated segment.
+//! against the offset the reader expects. It comes first so that the bytes it covers are
+//! contiguous: one CRC pass per batch on the append path. A `length` of 0 marks the end of the
+//! written part of a preallocated segment.
 //!
 //! Each record (varints are LEB128, see [`super::varint`]):
 //!
@@ -46,9 +47,10 @@ pub(crate) const BATCH_HEADER_LEN: usize = 40;
 /// Batch format version.
 pub(crate) const BATCH_VERSION: u8 = 1;
 
-const LENGTH_POS: usize = 8;
-const CRC_POS: usize = LENGTH_POS + 4;
-const VERSION_POS: usize = CRC_POS + 4;
+const CRC_LEN: usize = 4;
+const LENGTH_POS: usize = CRC_LEN;
+const BASE_OFFSET_POS: usize = LENGTH_POS + 4;
+const VERSION_POS: usize = BASE_OFFSET_POS + 8;
 const COUNT_POS: usize = VERSION_POS + 4;
 const FIRST_TS_POS: usize = COUNT_POS + 4;
 const MAX_TS_POS: usize = FIRST_TS_POS + 8;
@@ -173,20 +175,30 @@ pub(crate) fn effective_timestamp(record: &Record, now: i64) -> i64 {
 }
 
 /// Computes the length and timestamps of a batch of `records` appended at `now`.
+#[cfg(test)]
 pub(crate) fn plan_batch(records: &[&Record], now: i64) -> BatchPlan {
+    plan_prefix(records, now, usize::MAX).1
+}
+
+/// Plans one batch holding the longest prefix of `records` that fits in `limit` bytes;
+/// returns how many records it holds (0 if not even the first fits) and the plan.
+pub(crate) fn plan_prefix(records: &[&Record], now: i64, limit: usize) -> (usize, BatchPlan) {
     let first_timestamp = records.first().map_or(now, |r| effective_timestamp(r, now));
-    let mut max_timestamp = first_timestamp;
-    let mut length = BATCH_HEADER_LEN;
-    for record in records {
-        let ts = effective_timestamp(record, now);
-        max_timestamp = max_timestamp.max(ts);
-        length += record_len(record, ts.wrapping_sub(first_timestamp));
-    }
-    BatchPlan {
+    let mut plan = BatchPlan {
         first_timestamp,
-        max_timestamp,
-        length,
+        max_timestamp: first_timestamp,
+        length: BATCH_HEADER_LEN,
+    };
+    for (i, record) in records.iter().enumerate() {
+        let ts = effective_timestamp(record, now);
+        let length = plan.length + record_len(record, ts.wrapping_sub(first_timestamp));
+        if length > limit {
+            return (i, plan);
+        }
+        plan.length = length;
+        plan.max_timestamp = plan.max_timestamp.max(ts);
     }
+    (records.len(), plan)
 }
 
 /// Encodes `records` as one batch into `dst`, which must be exactly `plan.length` bytes.
@@ -207,25 +219,30 @@ pub(crate) fn encode_batch(
     if dst.len() != plan.length || count == 0 {
         return false;
     }
-    let mut w = Writer::new(dst);
-    w.u64(base_offset);
+    // The fixed header is built in a stack array (its bounds checks fold away) and copied once.
+    let mut header = [0u8; BATCH_HEADER_LEN];
+    let mut w = Writer::new(&mut header);
+    w.skip(CRC_LEN);
     w.u32(length);
-    w.u32(0); // CRC, filled in below
+    w.u64(base_offset);
     w.u8(BATCH_VERSION);
     w.u8(0);
     w.u16(0);
     w.u32(count);
     w.i64(plan.first_timestamp);
     w.i64(plan.max_timestamp);
+    let (head, body) = dst.split_at_mut(BATCH_HEADER_LEN.min(dst.len()));
+    head.copy_from_slice(&header);
+    let mut w = Writer::new(body);
     for record in records {
         let delta = effective_timestamp(record, now).wrapping_sub(plan.first_timestamp);
         encode_record(&mut w, record, delta);
     }
-    if w.overflowed() || w.position() != plan.length {
+    if w.overflowed() || w.position() + BATCH_HEADER_LEN != plan.length {
         return false;
     }
     let crc = batch_crc(dst);
-    match dst.get_mut(CRC_POS..CRC_POS + 4) {
+    match dst.get_mut(..CRC_LEN) {
         Some(slot) => {
             slot.copy_from_slice(&crc.to_le_bytes());
             true
@@ -255,18 +272,17 @@ fn encode_record(w: &mut Writer<'_>, record: &Record, timestamp_delta: i64) {
     }
 }
 
-/// CRC32C of a whole batch (`batch.len()` = its length) skipping the CRC field itself.
+/// CRC32C of a whole batch (`batch.len()` = its length) after the CRC field.
+#[inline]
 pub(crate) fn batch_crc(batch: &[u8]) -> u32 {
-    let head = batch.get(..CRC_POS).unwrap_or_default();
-    let tail = batch.get(VERSION_POS..).unwrap_or_default();
-    crc32c::crc32c_append(crc32c::crc32c(head), tail)
+    crc32c::crc32c(batch.get(CRC_LEN..).unwrap_or_default())
 }
 
 /// Parses and checks the fixed header at the front of `bytes` (which may extend past the
 /// batch). Does not check the CRC.
 pub(crate) fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     let mut r = Reader::new(bytes);
-    let (Some(base_offset), Some(length), Some(crc)) = (r.u64(), r.u32(), r.u32()) else {
+    let (Some(crc), Some(length), Some(base_offset)) = (r.u32(), r.u32(), r.u64()) else {
         return Err(BatchError::Truncated);
     };
     if length == 0 {
@@ -301,6 +317,27 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         first_timestamp,
         max_timestamp,
     })
+}
+
+/// Checks the CRC of a batch whose header was already parsed from the front of `bytes`;
+/// returns the batch's bytes.
+#[inline]
+pub(crate) fn verify_batch<'a>(
+    bytes: &'a [u8],
+    header: &BatchHeader,
+) -> Result<&'a [u8], BatchError> {
+    let batch = bytes
+        .get(..header.length as usize)
+        .ok_or(BatchError::Truncated)?;
+    let computed = batch_crc(batch);
+    if computed == header.crc {
+        Ok(batch)
+    } else {
+        Err(BatchError::BadCrc {
+            stored: header.crc,
+            computed,
+        })
+    }
 }
 
 /// Parses the header at the front of `bytes`, checks that the batch is the one expected at
@@ -350,65 +387,118 @@ pub(crate) fn decode_records(
     header: &BatchHeader,
     mut f: impl FnMut(RecordSpan),
 ) -> Result<(), BatchError> {
-    let mut r = Reader::new(batch);
-    r.bytes(BATCH_HEADER_LEN).ok_or(BatchError::Truncated)?;
-    for index in 0..header.record_count {
-        let span = decode_record(&mut r, index, header.first_timestamp)?;
-        f(span);
+    if batch.len() < BATCH_HEADER_LEN || u32::try_from(batch.len()).is_err() {
+        return Err(BatchError::Truncated);
     }
-    if r.remaining() != 0 {
+    let mut at = BATCH_HEADER_LEN;
+    for index in 0..header.record_count {
+        let (span, next) = decode_record(batch, at, index, header.first_timestamp)?;
+        f(span);
+        at = next;
+    }
+    if at != batch.len() {
         return Err(BatchError::BadRecordCount);
     }
     Ok(())
 }
 
-fn decode_record(r: &mut Reader<'_>, index: u32, first_ts: i64) -> Result<RecordSpan, BatchError> {
-    const SHORT: BatchError = BatchError::BadRecord("field runs past the record");
-    let body_len = r.varint().ok_or(BatchError::BadRecord("bad length"))?;
-    let body_len = usize::try_from(body_len).map_err(|_| SHORT)?;
-    let start = r.position();
-    let body = r.bytes(body_len).ok_or(SHORT)?;
-    let mut b = Reader::new(body);
-    let delta = varint::unzigzag(b.varint().ok_or(SHORT)?);
-    let key = match b.varint().ok_or(SHORT)? {
-        0 => None,
-        n => {
-            let len = usize::try_from(n - 1).map_err(|_| SHORT)?;
-            let at = b.position();
-            b.bytes(len).ok_or(SHORT)?;
-            Some(span(start + at, len)?)
+const SHORT: BatchError = BatchError::BadRecord("field runs past the record");
+
+/// A forward cursor over `bytes[pos..end]` reading varints and skipping fields; positions stay
+/// absolute within the batch. This is the hot loop of every read, so single-byte varints (all
+/// lengths under 128) take a fast path.
+struct Fields<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    end: usize,
+}
+
+impl Fields<'_> {
+    #[inline]
+    fn varint(&mut self) -> Result<u64, BatchError> {
+        if self.pos < self.end {
+            if let Some(&byte) = self.bytes.get(self.pos) {
+                if byte < 0x80 {
+                    self.pos += 1;
+                    return Ok(u64::from(byte));
+                }
+            }
         }
-    };
-    let value_len = usize::try_from(b.varint().ok_or(SHORT)?).map_err(|_| SHORT)?;
-    let value_at = b.position();
-    b.bytes(value_len).ok_or(SHORT)?;
-    let header_count = u32::try_from(b.varint().ok_or(SHORT)?).map_err(|_| SHORT)?;
-    let headers_at = b.position();
-    for _ in 0..header_count {
-        let name_len = usize::try_from(b.varint().ok_or(SHORT)?).map_err(|_| SHORT)?;
-        let name = b.bytes(name_len).ok_or(SHORT)?;
-        std::str::from_utf8(name).map_err(|_| BatchError::BadRecord("header name is not UTF-8"))?;
-        let len = usize::try_from(b.varint().ok_or(SHORT)?).map_err(|_| SHORT)?;
-        b.bytes(len).ok_or(SHORT)?;
+        let rest = self.bytes.get(self.pos..self.end).ok_or(SHORT)?;
+        let (value, len) = varint::decode(rest).ok_or(SHORT)?;
+        self.pos += len;
+        Ok(value)
     }
-    if b.remaining() != 0 {
+
+    /// Skips `len` bytes, returning their range.
+    #[inline]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a batch is at most u32::MAX bytes"
+    )]
+    fn take(&mut self, len: u64) -> Result<Range<u32>, BatchError> {
+        let start = self.pos;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| start.checked_add(l))
+            .ok_or(SHORT)?;
+        if end > self.end {
+            return Err(SHORT);
+        }
+        self.pos = end;
+        Ok(start as u32..end as u32)
+    }
+}
+
+fn decode_record(
+    batch: &[u8],
+    at: usize,
+    index: u32,
+    first_ts: i64,
+) -> Result<(RecordSpan, usize), BatchError> {
+    let mut outer = Fields {
+        bytes: batch,
+        pos: at,
+        end: batch.len(),
+    };
+    let body_len = outer.varint()?;
+    let body = outer.take(body_len)?;
+    let mut b = Fields {
+        bytes: batch,
+        pos: body.start as usize,
+        end: body.end as usize,
+    };
+    let delta = varint::unzigzag(b.varint()?);
+    let key = match b.varint()? {
+        0 => None,
+        n => Some(b.take(n - 1)?),
+    };
+    let value_len = b.varint()?;
+    let value = b.take(value_len)?;
+    let header_count = u32::try_from(b.varint()?).map_err(|_| SHORT)?;
+    let headers_start = b.take(0)?.start;
+    for _ in 0..header_count {
+        let name_len = b.varint()?;
+        let name = b.take(name_len)?;
+        let name = batch
+            .get(name.start as usize..name.end as usize)
+            .ok_or(SHORT)?;
+        std::str::from_utf8(name).map_err(|_| BatchError::BadRecord("header name is not UTF-8"))?;
+        let value_len = b.varint()?;
+        b.take(value_len)?;
+    }
+    if b.pos != b.end {
         return Err(BatchError::BadRecord("trailing bytes in record"));
     }
-    Ok(RecordSpan {
+    let span = RecordSpan {
         index,
         timestamp: first_ts.wrapping_add(delta),
         key,
-        value: span(start + value_at, value_len)?,
-        headers: span(start + headers_at, body_len - headers_at)?,
+        value,
+        headers: headers_start..body.end,
         header_count,
-    })
-}
-
-fn span(start: usize, len: usize) -> Result<Range<u32>, BatchError> {
-    let too_big = BatchError::BadRecord("record larger than 4 GiB");
-    let s = u32::try_from(start).map_err(|_| too_big.clone())?;
-    let e = u32::try_from(start + len).map_err(|_| too_big)?;
-    Ok(s..e)
+    };
+    Ok((span, body.end as usize))
 }
 
 /// Iterates over encoded headers (as produced by [`decode_records`], which checked them).
@@ -516,7 +606,7 @@ mod tests {
         );
         // Rewriting the base offset (a misplaced copy) breaks the CRC.
         let mut moved = batch.clone();
-        moved[..8].copy_from_slice(&8u64.to_le_bytes());
+        moved[8..16].copy_from_slice(&8u64.to_le_bytes());
         assert!(matches!(
             check_batch(&moved, 8),
             Err(BatchError::BadCrc { .. })

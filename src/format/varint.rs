@@ -36,6 +36,11 @@ pub(crate) fn encode(mut v: u64, dst: &mut [u8; MAX_LEN]) -> usize {
 /// [`MAX_LEN`] bytes or overflows a `u64`.
 #[inline]
 pub(crate) fn decode(src: &[u8]) -> Option<(u64, usize)> {
+    if let Some(&byte) = src.first() {
+        if byte < 0x80 {
+            return Some((u64::from(byte), 1));
+        }
+    }
     let mut value: u64 = 0;
     for (i, &byte) in src.iter().take(MAX_LEN).enumerate() {
         let group = u64::from(byte & 0x7f);

@@ -281,13 +281,12 @@ impl PartitionLog {
             let limit = room.min(
                 MAX_BATCH_BYTES.max(BATCH_HEADER_LEN + self.config.max_message_bytes as usize),
             );
-            let take = batch_prefix(rest, now, limit);
+            let (take, plan) = batch::plan_prefix(rest, now, limit);
             if take == 0 {
                 self.roll(active)?;
                 continue;
             }
             let (chunk, tail) = rest.split_at(take);
-            let plan = batch::plan_batch(chunk, now);
             match active.append(chunk, &plan, now) {
                 Ok(()) => rest = tail,
                 Err(AppendError::SegmentFull) => self.roll(active)?,
@@ -725,22 +724,4 @@ impl PartitionLog {
         self.watchers.unregister(&signal);
         available
     }
-}
-
-/// How many of `records` (at least one, unless the first alone exceeds `limit`) fit in one
-/// batch of at most `limit` bytes.
-fn batch_prefix(records: &[&Record], now: i64, limit: usize) -> usize {
-    let Some(first) = records.first() else {
-        return 0;
-    };
-    let first_ts = batch::effective_timestamp(first, now);
-    let mut length = BATCH_HEADER_LEN;
-    for (i, record) in records.iter().enumerate() {
-        let delta = batch::effective_timestamp(record, now).wrapping_sub(first_ts);
-        length += batch::record_len(record, delta);
-        if length > limit {
-            return i;
-        }
-    }
-    records.len()
 }

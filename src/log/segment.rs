@@ -397,9 +397,13 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// The current batch, CRC-checked, with its position in the window.
+    /// The current batch (whose header [`Self::next_header`] checked), CRC-checked, with its
+    /// position in the window.
     fn checked_batch(&self) -> Result<(BatchHeader, &[u8], u64)> {
-        let (header, bytes) = batch::check_batch(self.window.from(self.position), self.offset)
+        let header = self
+            .header
+            .ok_or_else(|| self.corrupt("no batch header read"))?;
+        let bytes = batch::verify_batch(self.window.from(self.position), &header)
             .map_err(|e| self.corrupt(e))?;
         Ok((header, bytes, self.position - self.window.start))
     }
