@@ -470,12 +470,30 @@ impl PartitionLog {
             (st.durable, std::mem::take(&mut st.to_finalize))
         };
         let finalized = sealed.iter().try_for_each(SealedSegment::finalize);
+        if finalized.is_ok() {
+            self.unload(&sealed);
+        }
         let result = finalized
             .map_err(Error::from_io)
             .and_then(|()| self.write_checkpoint(durable));
         if let Err(e) = result {
             self.poison_locked(&mut self.sync.lock(), e.into_io());
             self.complete_waiters();
+        }
+    }
+
+    /// Lets finalized segments drop the three writable mappings (and file handles) they had
+    /// as the active segment; the next read loads them read-only from their summary, with one
+    /// mapping. Readers still holding the old view keep it alive until they let go.
+    fn unload(&self, finalized: &[SealedSegment]) {
+        let segments = self.segments.read();
+        for sealed in finalized {
+            let base = sealed.view.base_offset;
+            if let Ok(i) = segments.binary_search_by_key(&base, |s| s.base_offset) {
+                if let Some(segment) = segments.get(i) {
+                    segment.unload();
+                }
+            }
         }
     }
 

@@ -455,6 +455,11 @@ impl Segment {
         }
     }
 
+    /// Forgets the loaded view; the next [`Self::view`] loads the segment again.
+    pub(crate) fn unload(&self) {
+        drop(self.view.lock().take());
+    }
+
     /// The view, loading the sealed segment if needed.
     pub(crate) fn view(&self, load: &LoadCtx<'_>) -> Result<Arc<SegmentView>> {
         let mut slot = self.view.lock();
