@@ -688,6 +688,10 @@ impl PartitionLog {
             if !batch.is_empty() || view.next_offset() > at || next_base == u64::MAX {
                 return Ok(batch);
             }
+            if at < next_base {
+                // The segment ends before the next one starts: those offsets are gone.
+                return Err(view.gap_error(&self.ctx, next_base));
+            }
             at = next_base;
         }
         Ok(Batch::empty(
@@ -718,6 +722,10 @@ impl PartitionLog {
             let view = segment.view(&self.load_ctx(next_base))?;
             if let Some(offset) = view.offset_for_timestamp(&self.ctx, timestamp, until)? {
                 return Ok(Some(offset.max(self.start_offset())));
+            }
+            if next_base != u64::MAX && view.next_offset() < next_base {
+                // The missing offsets might have held the answer.
+                return Err(view.gap_error(&self.ctx, next_base));
             }
         }
         Ok(None)

@@ -215,62 +215,116 @@ pub(crate) fn recover_partition(spec: &PartitionSpec<'_>) -> Result<Recovered> {
     let bases = list_segments(spec, &mut report)?;
     let cp_path = spec.dir.join(layout::CHECKPOINT_FILE);
     let (mut cp_file, cp) = CheckpointFile::open(spec.vfs, &cp_path, spec.read_only)?;
-    let start_offset = cp
-        .log_start_offset
-        .max(bases.first().copied().unwrap_or(cp.next_offset));
     if bases.is_empty() {
         return recover_empty(spec, cp, cp_file, report);
     }
-    let Ok(cp_index) = bases.binary_search(&cp.segment_base) else {
-        let path = SegmentPaths::new(spec.dir, cp.segment_base).log;
-        return Err(spec.ctx.corrupt(
-            cp.segment_base,
-            &path,
-            0,
-            "the checkpoint names a missing segment",
-        ));
-    };
+    let cp_index = checkpoint_segment(spec, &bases, &cp)?;
+    let start_offset = cp.log_start_offset;
     let sealed_before = bases[..cp_index]
         .iter()
         .map(|&base| Arc::new(Segment::unloaded(base, SegmentPaths::new(spec.dir, base))))
         .collect::<Vec<_>>();
-    let mut walked = vec![walk_checkpoint_segment(
-        spec,
-        &cp,
-        bases.len() == cp_index + 1,
-        &mut report,
-    )?];
-    let mut rest = bases[cp_index + 1..].iter().copied();
-    let mut doomed: Vec<u64> = Vec::new();
-    while let Some(next_base) = rest.next() {
-        let last = walked.last().map_or(cp.next_offset, |w| w.next_offset);
-        let continues = walked
-            .last()
-            .is_some_and(|w| w.end == w.file_len || w.end < w.file_len && tail_is_zero(w));
-        match (continues && next_base == last)
-            .then(|| walk_fresh_segment(spec, next_base, &mut report))
-        {
-            Some(Ok(Some(w))) => walked.push(w),
-            Some(Err(e)) => return Err(e),
-            Some(Ok(None)) | None => {
-                doomed.push(next_base);
-                doomed.extend(rest.by_ref());
-            }
-        }
-    }
+    let (walked, doomed) = walk_tail(spec, &cp, &bases[cp_index..], &mut report)?;
     let next_offset = walked.last().map_or(cp.next_offset, |w| w.next_offset);
     if spec.read_only {
         let (sealed, last) = read_only_views(sealed_before, walked);
+        let checkpoint = None;
         return Ok(Recovered {
             sealed,
             last,
             next_offset,
             start_offset,
-            checkpoint: None,
+            checkpoint,
             report,
         });
     }
-    for base in doomed {
+    remove_segments(spec, &doomed, &mut report)?;
+    let (sealed, active) = install(spec, sealed_before, walked, &mut report)?;
+    spec.vfs.sync_dir(spec.dir).ctx("sync", spec.dir)?;
+    if let Some(file) = cp_file.as_mut() {
+        let end = Checkpoint {
+            sequence: file.last().sequence,
+            next_offset: active.next_offset(),
+            segment_base: active.base_offset(),
+            position: active.position(),
+            log_start_offset: start_offset,
+        };
+        if file.last() != end {
+            file.write(end)?;
+        }
+    }
+    let last = LastSegment::Active(active);
+    Ok(Recovered {
+        sealed,
+        last,
+        next_offset,
+        start_offset,
+        checkpoint: cp_file,
+        report,
+    })
+}
+
+/// Checks that the segments the checkpoint relies on exist; returns the index of the
+/// checkpoint's segment in `bases`.
+fn checkpoint_segment(spec: &PartitionSpec<'_>, bases: &[u64], cp: &Checkpoint) -> Result<usize> {
+    let first = bases.first().copied().unwrap_or(cp.segment_base);
+    if first > cp.log_start_offset {
+        // Only retention removes old segments, and it moves the log start first.
+        let path = SegmentPaths::new(spec.dir, cp.log_start_offset).log;
+        let reason = format!(
+            "the segments holding offsets {}..{first} are missing",
+            cp.log_start_offset
+        );
+        return Err(spec.ctx.corrupt(cp.log_start_offset, &path, 0, reason));
+    }
+    bases.binary_search(&cp.segment_base).map_err(|_| {
+        let path = SegmentPaths::new(spec.dir, cp.segment_base).log;
+        spec.ctx.corrupt(
+            cp.segment_base,
+            &path,
+            0,
+            "the checkpoint names a missing segment",
+        )
+    })
+}
+
+/// Walks the checkpoint's segment (`bases[0]`) and the ones after it, as long as each
+/// continues the log; returns the walked segments and the bases of those that do not (to be
+/// deleted).
+fn walk_tail(
+    spec: &PartitionSpec<'_>,
+    cp: &Checkpoint,
+    bases: &[u64],
+    report: &mut RecoveryReport,
+) -> Result<(Vec<Walked>, Vec<u64>)> {
+    let mut walked = vec![walk_checkpoint_segment(spec, cp, bases.len() == 1, report)?];
+    let mut rest = bases.iter().skip(1).copied();
+    let mut doomed: Vec<u64> = Vec::new();
+    while let Some(next_base) = rest.next() {
+        let Some(last) = walked.last() else { break };
+        let continues = last.end == last.file_len || last.end < last.file_len && tail_is_zero(last);
+        let next = if continues && next_base == last.next_offset {
+            walk_fresh_segment(spec, next_base, report)?
+        } else {
+            None
+        };
+        if let Some(w) = next {
+            walked.push(w);
+        } else {
+            doomed.push(next_base);
+            doomed.extend(rest.by_ref());
+        }
+    }
+    Ok((walked, doomed))
+}
+
+/// Deletes the files of segments that no longer continue the log.
+fn remove_segments(
+    spec: &PartitionSpec<'_>,
+    bases: &[u64],
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    for &base in bases {
         let paths = SegmentPaths::new(spec.dir, base);
         for path in [&paths.log, &paths.index, &paths.time_index] {
             match spec.vfs.remove_file(path) {
@@ -280,33 +334,7 @@ pub(crate) fn recover_partition(spec: &PartitionSpec<'_>) -> Result<Recovered> {
             }
         }
     }
-    let (sealed, active) = install(spec, sealed_before, walked, &mut report)?;
-    spec.vfs.sync_dir(spec.dir).ctx("sync", spec.dir)?;
-    let checkpoint = Checkpoint {
-        sequence: 0,
-        next_offset: active.next_offset(),
-        segment_base: active.base_offset(),
-        position: active.position(),
-        log_start_offset: start_offset,
-    };
-    if let Some(file) = cp_file.as_mut() {
-        if file.last()
-            != (Checkpoint {
-                sequence: file.last().sequence,
-                ..checkpoint
-            })
-        {
-            file.write(checkpoint)?;
-        }
-    }
-    Ok(Recovered {
-        sealed,
-        last: LastSegment::Active(active),
-        next_offset,
-        start_offset,
-        checkpoint: cp_file,
-        report,
-    })
+    Ok(())
 }
 
 /// Whether the unscanned tail of a walked segment (after its valid data) is all zeros, i.e.
@@ -409,6 +437,13 @@ fn open_log(spec: &PartitionSpec<'_>, paths: &SegmentPaths) -> Result<Arc<dyn Vf
     spec.vfs.open(&paths.log, mode).ctx("open", &paths.log)
 }
 
+/// Whether a batch header naming `offset` starts at `position`.
+fn header_names(log: &dyn VfsFile, position: u64, offset: u64) -> bool {
+    let mut head = [0u8; BATCH_HEADER_LEN];
+    log.read_exact_at(&mut head, position).is_ok()
+        && batch::parse_header(&head).is_ok_and(|h| h.base_offset == offset)
+}
+
 fn has_valid_header(log: &dyn VfsFile, base: u64) -> bool {
     let mut head = [0u8; SEGMENT_HEADER_LEN];
     log.read_exact_at(&mut head, 0).is_ok()
@@ -431,12 +466,10 @@ fn walk_checkpoint_segment(
             .ctx
             .corrupt(base, &paths.log, 0, "segment file header is damaged"));
     }
-    if file_len < cp.position || cp.position < SEGMENT_HEADER_LEN as u64 {
-        return Err(spec.ctx.corrupt(
-            cp.next_offset,
-            &paths.log,
-            file_len,
-            format!("the log ends before its durable position {}", cp.position),
+    if cp.position < SEGMENT_HEADER_LEN as u64 {
+        return Err(Error::corrupt_file(
+            spec.dir.join(layout::CHECKPOINT_FILE),
+            format!("impossible durable position {}", cp.position),
         ));
     }
     if spec.clean && is_last {
@@ -444,7 +477,7 @@ fn walk_checkpoint_segment(
             return Ok(walked);
         }
     }
-    let trusted = trusted_prefix(spec, &paths, base, cp)?;
+    let trusted = trusted_prefix(spec, &paths, log.as_ref(), base, cp)?;
     let (mut builder, start_position, start_offset, skip_first) = match trusted {
         Some(t) => (t.builder, t.position, t.offset, true),
         None => (
@@ -573,7 +606,9 @@ fn clean_resume(
 }
 
 /// Index entries of the checkpoint's segment that can be trusted: the longest prefix on which
-/// the offset and time indexes agree, pointing below the checkpoint position.
+/// the offset and time indexes agree, pointing below the checkpoint position, each at a batch
+/// header that names the entry's offset (the index is a hint: a garbled position that still
+/// looks ordered must not send the walk into the middle of a batch).
 struct TrustedPrefix {
     builder: IndexBuilder,
     /// The last trusted entry's batch: where the scan resumes.
@@ -584,6 +619,7 @@ struct TrustedPrefix {
 fn trusted_prefix(
     spec: &PartitionSpec<'_>,
     paths: &SegmentPaths,
+    log: &dyn VfsFile,
     base: u64,
     cp: &Checkpoint,
 ) -> Result<Option<TrustedPrefix>> {
@@ -620,7 +656,14 @@ fn trusted_prefix(
             index_entry::offset_at(&loaded.entries, count),
             index_entry::time_at(&times, base, count),
         ) {
-            (Some(o), Ok(Some(t))) => o.relative_offset == t.relative_offset,
+            (Some(o), Ok(Some(t))) => {
+                o.relative_offset == t.relative_offset
+                    && header_names(
+                        log,
+                        u64::from(o.position),
+                        base + u64::from(o.relative_offset),
+                    )
+            }
             _ => false,
         };
         if !agree {

@@ -104,6 +104,16 @@ impl Window {
     }
 }
 
+/// Why a sealed segment holds fewer offsets than the log needs from it.
+#[derive(Debug, Clone)]
+pub(crate) struct Damage {
+    /// The first offset missing.
+    pub offset: u64,
+    /// Where the valid data ends.
+    pub position: u64,
+    pub reason: String,
+}
+
 /// Read side of one segment.
 #[derive(Debug)]
 pub(crate) struct SegmentView {
@@ -114,6 +124,9 @@ pub(crate) struct SegmentView {
     time_index: IndexData,
     next_offset: AtomicU64,
     max_timestamp: AtomicI64,
+    /// Set when the segment ends before the next one begins (data known durable is damaged or
+    /// missing).
+    damage: Option<Damage>,
 }
 
 impl SegmentView {
@@ -134,6 +147,22 @@ impl SegmentView {
             time_index,
             next_offset: AtomicU64::new(next_offset),
             max_timestamp: AtomicI64::new(max_timestamp),
+            damage: None,
+        }
+    }
+
+    /// The error for a read of offsets between this segment's end and `next_base`, the base
+    /// of the next segment: they are gone.
+    pub(crate) fn gap_error(&self, ctx: &ReadCtx, next_base: u64) -> Error {
+        let end = self.next_offset();
+        match &self.damage {
+            Some(d) => ctx.corrupt(d.offset, &self.paths.log, d.position, &d.reason),
+            None => ctx.corrupt(
+                end,
+                &self.paths.log,
+                self.end_position(),
+                format!("offsets {end}..{next_base} are missing"),
+            ),
         }
     }
 
@@ -489,19 +518,27 @@ fn load_sealed(base: u64, paths: &SegmentPaths, load: &LoadCtx<'_>) -> Result<Se
     if !header_ok {
         return Err(ctx.corrupt(base, &paths.log, 0, "segment file header is damaged"));
     }
-    let span = load.next_offset.saturating_sub(base);
     let stored = stored_index(load.vfs, paths, base, load.next_offset, log_len)?;
-    let (summary, offsets, times) = if let Some(found) = stored {
-        found
+    let (summary, offsets, times, damage) = if let Some((summary, offsets, times)) = stored {
+        let damage = (summary.next_offset < load.next_offset).then(|| Damage {
+            offset: summary.next_offset,
+            position: summary.log_end_position,
+            reason: format!(
+                "offsets {}..{} are missing (a segment was deleted or cut)",
+                summary.next_offset, load.next_offset
+            ),
+        });
+        (summary, offsets, times, damage)
     } else {
-        let (summary, builder) = rebuild_sealed(log.as_ref(), paths, base, load)?;
-        if !load.read_only {
+        let (summary, builder, damage) = rebuild_sealed(log.as_ref(), paths, base, load)?;
+        // A damaged segment's index is kept in memory only: rewriting it would make the damage
+        // look like a clean end.
+        if !load.read_only && damage.is_none() {
             index::write_index_files(load.vfs, paths, base, &builder, Some(summary), None)
                 .ctx("rewrite the index of", &paths.index)?;
         }
-        (summary, builder.offsets, builder.times)
+        (summary, builder.offsets, builder.times, damage)
     };
-    debug_assert!(summary.next_offset - base == span);
     let data = if load.read_only {
         LogData::File {
             file: log,
@@ -512,7 +549,7 @@ fn load_sealed(base: u64, paths: &SegmentPaths, load: &LoadCtx<'_>) -> Result<Se
         let raw = log.map(len, false).ctx("map", &paths.log)?;
         LogData::Map(SharedMap::new_read_only(raw, len))
     };
-    Ok(SegmentView::new(
+    let mut view = SegmentView::new(
         base,
         paths.clone(),
         data,
@@ -520,7 +557,9 @@ fn load_sealed(base: u64, paths: &SegmentPaths, load: &LoadCtx<'_>) -> Result<Se
         IndexData::Fixed(Bytes::from(times)),
         summary.next_offset,
         summary.max_timestamp,
-    ))
+    );
+    view.damage = damage;
+    Ok(view)
 }
 
 /// A sealed segment's summary, offset index entries and time index entries.
@@ -550,7 +589,7 @@ fn stored_index(
     let Some(summary) = loaded.header.summary else {
         return Ok(None);
     };
-    let consistent = summary.next_offset == next_offset
+    let consistent = summary.next_offset <= next_offset
         && summary.log_end_position >= SEGMENT_HEADER_LEN as u64
         && summary.log_end_position <= log_len
         && index_entry::count_offset_entries(
@@ -569,21 +608,22 @@ fn stored_index(
     else {
         return Ok(None);
     };
-    let span = next_offset - base;
+    let span = summary.next_offset - base;
     match index_entry::count_time_entries(&times, base, span) {
         Ok(n) if n * TIME_ENTRY_LEN == times.len() => Ok(Some((summary, loaded.entries, times))),
         _ => Ok(None),
     }
 }
 
-/// Scans a sealed segment's whole log, checking every batch, and builds its indexes. Damage is
-/// `Corrupt`: the segment lies below the durable point.
+/// Scans a sealed segment's whole log, checking every batch, and builds its indexes. Where the
+/// valid batches end before the segment should, the damage is returned: the segment lies below
+/// the durable point, so reads past its valid part report it as `Corrupt`.
 fn rebuild_sealed(
     log: &dyn VfsFile,
     paths: &SegmentPaths,
     base: u64,
     load: &LoadCtx<'_>,
-) -> Result<(SegmentSummary, IndexBuilder)> {
+) -> Result<(SegmentSummary, IndexBuilder, Option<Damage>)> {
     let mut builder = IndexBuilder::new(base, load.index_interval_bytes);
     let outcome = recovery::scan_log(log, SEGMENT_HEADER_LEN as u64, base, |header, position| {
         builder.push(
@@ -595,18 +635,16 @@ fn rebuild_sealed(
         header.next_offset() < load.next_offset
     })
     .ctx("read", &paths.log)?;
-    if outcome.next_offset != load.next_offset {
-        let reason = match outcome.stop {
+    let damage = (outcome.next_offset != load.next_offset).then(|| Damage {
+        offset: outcome.next_offset,
+        position: outcome.end_position,
+        reason: match outcome.stop {
             ScanStop::Invalid(e) => e.to_string(),
-            ScanStop::EndOfData | ScanStop::Requested => "segment ends early".to_string(),
-        };
-        return Err(load.read.corrupt(
-            outcome.next_offset,
-            &paths.log,
-            outcome.end_position,
-            reason,
-        ));
-    }
+            ScanStop::EndOfData | ScanStop::Requested => {
+                format!("the segment ends before offset {}", load.next_offset)
+            }
+        },
+    });
     builder.seal();
     let summary = SegmentSummary {
         entry_count: u32::try_from(builder.offset_entry_count()).unwrap_or(u32::MAX),
@@ -615,5 +653,5 @@ fn rebuild_sealed(
         next_offset: outcome.next_offset,
         max_timestamp: builder.max_timestamp(),
     };
-    Ok((summary, builder))
+    Ok((summary, builder, damage))
 }
