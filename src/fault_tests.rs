@@ -195,20 +195,29 @@ fn a_full_disk_fails_growing_the_active_segment_without_writing() {
         .expect("topic");
     let producer = wharf.producer().build();
     let body = vec![7u8; 100 * 1024];
-    // The segment starts with 1 MiB reserved: ten records fit, the eleventh needs more.
     for _ in 0..10 {
         producer
             .send(Record::new("t", body.clone()))
-            .expect("fits the reservation");
+            .expect("room on the disk");
     }
+    // From now on no more space can be reserved: the sends go on until the space reserved
+    // so far (some of it ahead of the writer) is used up, then fail without writing.
     faults.no_space.store(true, Ordering::SeqCst);
-    let err = producer
-        .send(Record::new("t", body.clone()))
-        .expect_err("no space to grow");
+    let mut written = 10;
+    let err = loop {
+        match producer.send(Record::new("t", body.clone())) {
+            Ok(receipt) => {
+                assert_eq!(receipt.offset(), written);
+                written += 1;
+                assert!(written < 700, "a 64 MiB segment cannot hold more");
+            }
+            Err(err) => break err,
+        }
+    };
     assert!(matches!(err.kind(), ErrorKind::Io { .. }), "{err}");
     assert_eq!(
         wharf.reader("t", 0).expect("reader").end_offset(),
-        10,
+        written,
         "nothing written"
     );
     faults.no_space.store(false, Ordering::SeqCst);
@@ -217,6 +226,6 @@ fn a_full_disk_fails_growing_the_active_segment_without_writing() {
             .send(Record::new("t", body))
             .expect("space is back")
             .offset(),
-        10
+        written
     );
 }

@@ -113,9 +113,11 @@ impl Producer {
     ///
     /// As [`Producer::send`].
     pub fn send_with(&self, record: Record, ack: AckMode) -> Result<SendReceipt> {
-        let (log, receipt) = self.append(&record, ack)?;
+        let (topic, receipt) = self.append(&record, ack)?;
         if ack == AckMode::Fsync {
-            log.sync_to(receipt.offset + 1)?;
+            topic
+                .partition(receipt.partition)?
+                .sync_to(receipt.offset + 1)?;
         }
         Ok(receipt)
     }
@@ -147,41 +149,49 @@ impl Producer {
         records: impl IntoIterator<Item = Record>,
     ) -> Result<Vec<SendReceipt>> {
         let records: Vec<Record> = records.into_iter().collect();
-        let mut groups: Vec<(Arc<PartitionLog>, Vec<usize>)> = Vec::new();
+        // Route every record before writing any: a bad one fails the call with nothing written.
+        let mut groups: Vec<Group> = Vec::new();
+        let mut placement: Vec<(usize, u64)> = Vec::with_capacity(records.len());
         let mut topic_cache: Option<Arc<Topic>> = None;
-        for (i, record) in records.iter().enumerate() {
+        for record in &records {
             let topic = match topic_cache.take() {
                 Some(t) if *t.name == *record.topic => t,
                 _ => self.inner.wharf.shared.topic(&record.topic)?,
             };
             let log = self.route(&topic, record)?;
-            match groups.iter_mut().find(|(l, _)| Arc::ptr_eq(l, log)) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((Arc::clone(log), vec![i])),
-            }
+            let g = if let Some(g) = groups.iter().position(|g| Arc::ptr_eq(&g.log, log)) {
+                g
+            } else {
+                let group = Group {
+                    log: Arc::clone(log),
+                    members: Vec::new(),
+                    base: 0,
+                    now: 0,
+                };
+                groups.push(group);
+                groups.len() - 1
+            };
+            let members = &mut groups[g].members;
+            placement.push((g, members.len() as u64));
+            members.push(record);
             topic_cache = Some(topic);
         }
-        let mut receipts: Vec<Option<SendReceipt>> = vec![None; records.len()];
+        for group in &mut groups {
+            let appended = group.log.append(&group.members)?;
+            group.base = appended.base_offset;
+            group.now = appended.now;
+        }
         let ack = self.inner.ack;
-        for (log, members) in &groups {
-            let refs: Vec<&Record> = members.iter().map(|&i| &records[i]).collect();
-            let appended = log.append(&refs)?;
-            for (n, &i) in members.iter().enumerate() {
-                receipts[i] = Some(receipt(
-                    log,
-                    appended.base_offset + n as u64,
-                    &records[i],
-                    appended.now,
-                    ack,
-                ));
-            }
-        }
         if ack == AckMode::Fsync {
-            for (log, _) in &groups {
-                log.sync_to(log.next_offset())?;
+            for group in &groups {
+                group.log.sync_to(group.base + group.members.len() as u64)?;
             }
         }
-        Ok(receipts.into_iter().flatten().collect())
+        let receipts = placement.iter().zip(&records).map(|(&(g, k), record)| {
+            let group = &groups[g];
+            receipt(&group.log, group.base + k, record, group.now, ack)
+        });
+        Ok(receipts.collect())
     }
 
     /// Sends `record` and returns at once with a handle that completes at the producer's ack
@@ -189,13 +199,17 @@ impl Producer {
     /// other pending send.
     pub fn send_async(&self, record: Record) -> SendHandle {
         let ack = self.inner.ack;
-        let (log, receipt) = match self.append(&record, ack) {
+        let (topic, receipt) = match self.append(&record, ack) {
             Ok(appended) => appended,
             Err(e) => return SendHandle::done(Err(e)),
         };
         if ack != AckMode::Fsync {
             return SendHandle::done(Ok(receipt));
         }
+        let log = match topic.partition(receipt.partition) {
+            Ok(log) => Arc::clone(log),
+            Err(e) => return SendHandle::done(Err(e)),
+        };
         let completion = Completion::new();
         let target = receipt.offset + 1;
         let done = Arc::clone(&completion);
@@ -207,13 +221,13 @@ impl Producer {
         SendHandle::new(completion)
     }
 
-    /// Appends one record; returns its partition's log and receipt.
-    fn append(&self, record: &Record, ack: AckMode) -> Result<(Arc<PartitionLog>, SendReceipt)> {
+    /// Appends one record; returns its topic and receipt.
+    fn append(&self, record: &Record, ack: AckMode) -> Result<(Arc<Topic>, SendReceipt)> {
         let topic = self.inner.wharf.shared.topic(&record.topic)?;
         let log = self.route(&topic, record)?;
         let appended = log.append(&[record])?;
         let receipt = receipt(log, appended.base_offset, record, appended.now, ack);
-        Ok((Arc::clone(log), receipt))
+        Ok((topic, receipt))
     }
 
     /// The partition `record` goes to, after checking its size.
@@ -226,10 +240,20 @@ impl Producer {
         let partitions = topic.config.partitions;
         let partition = match record.partition {
             Some(p) => p,
+            // One partition: nothing to choose (and no shared counter to bump per send).
+            None if partitions == 1 => 0,
             None => self.inner.partitioner.partition(record, partitions),
         };
         topic.partition(partition)
     }
+}
+
+/// The records of one `send_batch` call bound for one partition.
+struct Group<'r> {
+    log: Arc<PartitionLog>,
+    members: Vec<&'r Record>,
+    base: u64,
+    now: i64,
 }
 
 fn receipt(

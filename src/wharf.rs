@@ -22,7 +22,7 @@ use crate::dir_lock;
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::file_header::{self, CLEAN_MAGIC, DIR_MAGIC, HeaderError};
 use crate::layout;
-use crate::log::{FlushQueue, PartitionEnv, PartitionLog};
+use crate::log::{FlushQueue, PartitionEnv, PartitionLog, Prefaulter};
 use crate::producer::ProducerBuilder;
 use crate::reader::PartitionReader;
 use crate::topic::{self, Topic, TopicInfo};
@@ -204,6 +204,7 @@ impl WharfBuilder {
             clean,
             flush_messages: self.options.flush_messages,
             max_pending_async: self.options.max_pending_async,
+            prefaulter: if read_only { None } else { Prefaulter::start() },
         };
         let topics = open_topics(vfs.as_ref(), &dir, &env)?;
         let shared = Arc::new(Shared {
@@ -439,14 +440,15 @@ impl Wharf {
     }
 
     /// Syncs every partition now: everything sent so far, with any ack mode, is on stable
-    /// storage when this returns.
+    /// storage when this returns, and the checkpoints say so (a crash from here would make
+    /// recovery scan nothing written before the call).
     ///
     /// # Errors
     ///
     /// `Poisoned` if a sync fails, `Closed` after close.
     pub fn sync(&self) -> Result<()> {
         for partition in self.inner.shared.all_partitions() {
-            partition.sync_to(partition.next_offset())?;
+            partition.sync_and_checkpoint()?;
         }
         Ok(())
     }
@@ -480,6 +482,9 @@ impl Wharf {
         for partition in shared.all_partitions() {
             partition.abandon();
         }
+        if let Some(prefaulter) = &shared.env.prefaulter {
+            prefaulter.stop();
+        }
         drop(self.inner.lock.lock().take());
     }
 }
@@ -498,6 +503,9 @@ impl Inner {
             if let Err(e) = partition.close() {
                 result = result.and(Err(e));
             }
+        }
+        if let Some(prefaulter) = &shared.env.prefaulter {
+            prefaulter.stop();
         }
         if result.is_ok() && !shared.options.read_only {
             let path = shared.dir.join(layout::CLEAN_SHUTDOWN_FILE);

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use super::index::{self, IndexBuilder, IndexCadence, IndexData};
 use super::mmap::{MapWriter, SharedMap};
+use super::prefault::{PREFAULT_CHUNK_BYTES, PREFAULT_GAP_BYTES, Prefaulter};
 use super::segment::{LogData, SegmentView};
 use crate::config::TopicConfig;
 use crate::format::batch::{self, BatchPlan};
@@ -30,6 +31,18 @@ use crate::vfs::{OpenMode, Vfs, VfsFile};
 /// Space reserved for a new segment file; doubled as appends need more. Small, so that a topic
 /// with many idle partitions does not reserve `segment_bytes` for each.
 pub(crate) const INITIAL_ALLOCATION_BYTES: u64 = 1 << 20;
+
+/// When a new segment's files become durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// Synced (files and directory) before `create` returns.
+    Synced,
+    /// Not synced: the caller makes the log file and the directory durable before it
+    /// acknowledges anything written to the segment as durable. A roll uses this so that
+    /// creating a segment (three files, four syncs, about 1.6 ms measured) does not stall the
+    /// writer: the next group sync does it instead, together with the data.
+    Deferred,
+}
 
 /// Why an append did not happen. Nothing was written in either case.
 #[derive(Debug)]
@@ -64,6 +77,8 @@ pub(crate) struct ActiveSegment {
     position: u64,
     next_offset: u64,
     allocated: u64,
+    /// End of the range handed to the prefault thread.
+    prefaulted: u64,
     capacity: u64,
     offset_entries: usize,
     time_entries: usize,
@@ -78,15 +93,21 @@ impl ActiveSegment {
         paths: &SegmentPaths,
         base_offset: u64,
         config: &TopicConfig,
+        durability: Durability,
     ) -> io::Result<Self> {
         let log = vfs.open(&paths.log, OpenMode::CreateNew)?;
         let created = (|| {
             log.allocate(INITIAL_ALLOCATION_BYTES.min(config.segment_bytes))?;
             log.write_all_at(&file_header::encode_small(SEGMENT_MAGIC, base_offset), 0)?;
-            log.sync_all()?;
             let room = index::max_offset_entries(config.segment_bytes, config.index_interval_bytes);
             let empty = IndexBuilder::new(base_offset, config.index_interval_bytes);
-            index::write_index_files(vfs, paths, base_offset, &empty, None, Some(room))
+            match durability {
+                Durability::Synced => {
+                    log.sync_all()?;
+                    index::write_index_files(vfs, paths, base_offset, &empty, None, Some(room))
+                }
+                Durability::Deferred => index::create_index_files(vfs, paths, base_offset, room),
+            }
         })();
         if let Err(e) = created {
             // Best effort: recovery removes a segment whose files are incomplete anyway.
@@ -168,6 +189,7 @@ impl ActiveSegment {
             position: state.position,
             next_offset: state.next_offset,
             allocated,
+            prefaulted: state.position,
             capacity,
             offset_entries: state.offset_entries,
             time_entries: state.time_entries,
@@ -212,17 +234,14 @@ impl ActiveSegment {
         records: &[&Record],
         plan: &BatchPlan,
         now: i64,
+        prefaulter: Option<&Prefaulter>,
     ) -> Result<(), AppendError> {
         let length = plan.length as u64;
         let end = self.position + length;
         if end > self.capacity {
             return Err(AppendError::SegmentFull);
         }
-        if end > self.allocated {
-            let grown = (self.allocated * 2).max(end).min(self.capacity);
-            self.log_file.allocate(grown).map_err(AppendError::Io)?;
-            self.allocated = grown;
-        }
+        self.reserve(end).map_err(AppendError::Io)?;
         let at = to_usize(self.position);
         let encoded = match self.log.unpublished_mut(at, plan.length) {
             Some(dst) => batch::encode_batch(dst, self.next_offset, records, plan, now),
@@ -246,7 +265,44 @@ impl ActiveSegment {
         self.next_offset += records.len() as u64;
         self.log.publish(at + plan.length);
         self.view.publish(self.next_offset, plan.max_timestamp);
+        if let Some(prefaulter) = prefaulter {
+            self.prefault_ahead(prefaulter);
+        }
         Ok(())
+    }
+
+    /// Makes sure the file's space is reserved up to `end` (doubling the reservation).
+    fn reserve(&mut self, end: u64) -> io::Result<()> {
+        if end > self.allocated {
+            let doubled = (self.allocated * 2).max(INITIAL_ALLOCATION_BYTES);
+            let grown = doubled.max(end).min(self.capacity);
+            self.log_file.allocate(grown)?;
+            self.allocated = grown;
+        }
+        Ok(())
+    }
+
+    /// Keeps the next [`PREFAULT_CHUNK_BYTES`] or so after the end faulted in by the prefault
+    /// thread (see [`super::prefault`]), reserving the space first.
+    fn prefault_ahead(&mut self, prefaulter: &Prefaulter) {
+        if self.prefaulted >= self.position + PREFAULT_CHUNK_BYTES / 2
+            || self.prefaulted >= self.capacity
+        {
+            return;
+        }
+        // Never populate the pages the writer is about to write: both would wait on the same
+        // page locks (measured: a 1.5 ms stall after each roll when populating from the end).
+        let start = self.prefaulted.max(self.position + PREFAULT_GAP_BYTES);
+        if start >= self.capacity {
+            return;
+        }
+        let end = (start + PREFAULT_CHUNK_BYTES).min(self.capacity);
+        if self.reserve(end).is_err() {
+            // A full disk: the append that needs the space will report it.
+            return;
+        }
+        prefaulter.request(self.log.map(), start, end - start);
+        self.prefaulted = end;
     }
 
     fn add_index_entries(

@@ -279,6 +279,28 @@ pub(crate) fn write_index_files(
     vfs.sync_dir(paths.log.parent().unwrap_or(std::path::Path::new(".")))
 }
 
+/// Creates the empty index files of a new segment (which must not exist), with room for
+/// `room` entries, without syncing anything: an index is derived data, and the caller syncs
+/// the directory before the segment's data is acknowledged as durable. A crash before that
+/// leaves files that recovery rebuilds or removes.
+pub(crate) fn create_index_files(
+    vfs: &dyn Vfs,
+    paths: &SegmentPaths,
+    base_offset: u64,
+    room: usize,
+) -> io::Result<()> {
+    let header = IndexHeader {
+        base_offset,
+        summary: None,
+    };
+    let index = vfs.open(&paths.index, OpenMode::CreateNew)?;
+    index.allocate(offset_index_len(room))?;
+    index.write_all_at(&file_header::encode_index(&header), 0)?;
+    let times = vfs.open(&paths.time_index, OpenMode::CreateNew)?;
+    times.allocate(time_index_len(room + 1))?;
+    times.write_all_at(&file_header::encode_small(TIME_INDEX_MAGIC, base_offset), 0)
+}
+
 fn replace_file(
     vfs: &dyn Vfs,
     path: &std::path::Path,

@@ -94,6 +94,16 @@ impl SharedMap {
         f(slice)
     }
 
+    /// Faults `[start, start + len)` in for writing ahead of the writer (a hint; contents do
+    /// not change).
+    pub(crate) fn populate(&self, start: usize, len: usize) -> std::io::Result<()> {
+        let len = len.min(self.len().saturating_sub(start));
+        if len == 0 {
+            return Ok(());
+        }
+        self.raw.populate_write(start, len)
+    }
+
     /// A zero-copy `Bytes` of the published bytes in `range`, keeping the mapping alive.
     pub(crate) fn bytes(self: &Arc<Self>, range: Range<usize>) -> Option<Bytes> {
         if range.start > range.end || range.end > self.published() {

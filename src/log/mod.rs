@@ -9,9 +9,11 @@ mod index;
 mod mmap;
 mod notify;
 mod partition;
+mod prefault;
 mod recovery;
 mod segment;
 
 pub(crate) use flush_queue::FlushQueue;
 pub(crate) use partition::{PartitionEnv, PartitionLog};
+pub(crate) use prefault::Prefaulter;
 pub(crate) use segment::ReadLimits;

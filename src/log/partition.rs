@@ -24,10 +24,11 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::active::{ActiveSegment, AppendError, SealedSegment};
+use super::active::{ActiveSegment, AppendError, Durability, SealedSegment};
 use super::checkpoint::CheckpointFile;
 use super::flush_queue::FlushQueue;
 use super::notify::{Signal, Watchers};
+use super::prefault::Prefaulter;
 use super::recovery::{self, LastSegment, PartitionSpec, RecoveryReport};
 use super::segment::{LoadCtx, ReadCtx, ReadLimits, Segment};
 use crate::clock::Clock;
@@ -39,7 +40,7 @@ use crate::format::file_header::SEGMENT_HEADER_LEN;
 use crate::format::message::Batch;
 use crate::format::record::Record;
 use crate::layout::{self, SegmentPaths};
-use crate::vfs::Vfs;
+use crate::vfs::{Vfs, VfsFile};
 
 /// Largest batch an append writes (unless one record is larger): bounds the bytes a reader
 /// decodes to reach a record in the middle of a batch.
@@ -63,6 +64,8 @@ pub(crate) struct PartitionEnv {
     pub clean: bool,
     pub flush_messages: Option<u64>,
     pub max_pending_async: usize,
+    /// Faults active segments in ahead of their writers (none when read-only).
+    pub prefaulter: Option<Arc<Prefaulter>>,
 }
 
 /// What an append wrote.
@@ -87,6 +90,8 @@ struct SyncState {
     failure: Option<Arc<io::Error>>,
     /// Sealed segments whose data is not yet known synced.
     unsynced_sealed: Vec<SealedSegment>,
+    /// Log files created by a roll whose inode and directory entry are not yet synced.
+    unsynced_created: Vec<Arc<dyn VfsFile>>,
     /// Synced sealed segments waiting for the flusher to finalize them.
     to_finalize: Vec<SealedSegment>,
     /// Asynchronous `Fsync` sends waiting for their offset to become durable.
@@ -192,6 +197,7 @@ impl PartitionLog {
                 in_progress: false,
                 failure: None,
                 unsynced_sealed: Vec::new(),
+                unsynced_created: Vec::new(),
                 to_finalize: Vec::new(),
                 waiters: Vec::new(),
             }),
@@ -287,7 +293,7 @@ impl PartitionLog {
                 continue;
             }
             let (chunk, tail) = rest.split_at(take);
-            match active.append(chunk, &plan, now) {
+            match active.append(chunk, &plan, now, self.env.prefaulter.as_deref()) {
                 Ok(()) => rest = tail,
                 Err(AppendError::SegmentFull) => self.roll(active)?,
                 Err(AppendError::Io(e)) => {
@@ -324,11 +330,16 @@ impl PartitionLog {
         }
         let base = active.next_offset();
         let paths = SegmentPaths::new(&self.dir, base);
-        let next = ActiveSegment::create(self.env.vfs.as_ref(), &paths, base, &self.config)
+        let vfs = self.env.vfs.as_ref();
+        let next = ActiveSegment::create(vfs, &paths, base, &self.config, Durability::Deferred)
             .ctx("create", &paths.log)?;
         let new_view = Arc::clone(next.view());
+        let new_log = Arc::clone(next.log_file());
         let sealed = std::mem::replace(active, next).seal();
-        self.sync.lock().unsynced_sealed.push(sealed);
+        let mut st = self.sync.lock();
+        st.unsynced_sealed.push(sealed);
+        st.unsynced_created.push(new_log);
+        drop(st);
         self.segments
             .write()
             .push(Arc::new(Segment::loaded(new_view)));
@@ -369,26 +380,37 @@ impl PartitionLog {
         let snapshot = {
             let writer = self.writer.lock();
             writer.as_ref().map(|active| {
-                let sealed = std::mem::take(&mut self.sync.lock().unsynced_sealed);
+                let mut st = self.sync.lock();
+                let sealed = std::mem::take(&mut st.unsynced_sealed);
+                let created = std::mem::take(&mut st.unsynced_created);
                 let point = DurablePoint {
                     next_offset: active.next_offset(),
                     segment_base: active.base_offset(),
                     position: active.position(),
                 };
-                (point, Arc::clone(active.log_file()), sealed)
+                (point, Arc::clone(active.log_file()), sealed, created)
             })
         };
-        let Some((point, active_log, sealed)) = snapshot else {
+        let Some((point, active_log, sealed, created)) = snapshot else {
             let mut st = self.sync.lock();
             st.in_progress = false;
             self.sync_done.notify_all();
             return false;
         };
+        // Sealed data first, then segments a roll created (their inode and, once, the
+        // directory entry), then the active segment's data.
         let result = sealed
             .iter()
-            .map(|s| Arc::clone(&s.log_file))
-            .chain(std::iter::once(active_log))
-            .try_for_each(|file| file.sync_data());
+            .try_for_each(|s| s.log_file.sync_data())
+            .and_then(|()| created.iter().try_for_each(|file| file.sync_all()))
+            .and_then(|()| {
+                if created.is_empty() {
+                    Ok(())
+                } else {
+                    self.env.vfs.sync_dir(&self.dir)
+                }
+            })
+            .and_then(|()| active_log.sync_data());
         let mut st = self.sync.lock();
         st.in_progress = false;
         match result {
@@ -454,32 +476,41 @@ impl PartitionLog {
         let st = self.sync.lock();
         st.durable.next_offset < self.next_offset()
             || !st.unsynced_sealed.is_empty()
+            || !st.unsynced_created.is_empty()
             || !st.to_finalize.is_empty()
             || !st.waiters.is_empty()
     }
 
-    /// The flusher's work: sync what was appended, complete asynchronous waiters, finalize
-    /// sealed segments, write the checkpoint.
+    /// The flusher's work: [`Self::sync_and_checkpoint`]; a failure poisons the partition and
+    /// reaches every waiter.
     pub(crate) fn flush_in_background(&self) {
-        let target = self.next_offset();
-        // A failure poisons the partition; the waiters below then get the error.
-        let _synced = self.sync_to(target);
+        if let Err(e) = self.sync_and_checkpoint() {
+            if self.state.load(Ordering::Acquire) == STATE_OPEN {
+                self.poison_locked(&mut self.sync.lock(), e.into_io());
+            }
+            self.complete_waiters();
+        }
+    }
+
+    /// Syncs everything appended so far, completes the asynchronous sends waiting for it,
+    /// finalizes synced sealed segments and writes the checkpoint: afterwards a recovery
+    /// would scan nothing.
+    pub(crate) fn sync_and_checkpoint(&self) -> Result<()> {
+        self.sync_to(self.next_offset())?;
         self.complete_waiters();
+        // One finalize-and-checkpoint at a time, so a checkpoint never passes a sealed
+        // segment another thread is still finalizing.
+        let mut checkpoint = self.checkpoint.lock();
         let (durable, sealed) = {
             let mut st = self.sync.lock();
             (st.durable, std::mem::take(&mut st.to_finalize))
         };
-        let finalized = sealed.iter().try_for_each(SealedSegment::finalize);
-        if finalized.is_ok() {
-            self.unload(&sealed);
-        }
-        let result = finalized
-            .map_err(Error::from_io)
-            .and_then(|()| self.write_checkpoint(durable));
-        if let Err(e) = result {
-            self.poison_locked(&mut self.sync.lock(), e.into_io());
-            self.complete_waiters();
-        }
+        sealed
+            .iter()
+            .try_for_each(SealedSegment::finalize)
+            .map_err(Error::from_io)?;
+        self.unload(&sealed);
+        self.write_checkpoint(&mut checkpoint, durable)
     }
 
     /// Lets finalized segments drop the three writable mappings (and file handles) they had
@@ -518,8 +549,11 @@ impl PartitionLog {
     }
 
     /// Writes a checkpoint at `durable` after syncing the index files it vouches for.
-    fn write_checkpoint(&self, durable: DurablePoint) -> Result<()> {
-        let mut checkpoint = self.checkpoint.lock();
+    fn write_checkpoint(
+        &self,
+        checkpoint: &mut Option<CheckpointFile>,
+        durable: DurablePoint,
+    ) -> Result<()> {
         let Some(file) = checkpoint.as_mut() else {
             return Ok(());
         };
@@ -575,6 +609,7 @@ impl PartitionLog {
             }
             let mut sealed = std::mem::take(&mut st.to_finalize);
             sealed.extend(std::mem::take(&mut st.unsynced_sealed));
+            st.unsynced_created.clear(); // finalize syncs every file below, then the directory
             if st.failure.is_some() {
                 drop(st);
                 self.complete_waiters();
@@ -586,10 +621,8 @@ impl PartitionLog {
         let result = sealed
             .iter()
             .chain(std::iter::once(&end))
-            .try_for_each(|s| {
-                s.log_file.sync_data().ctx("sync", s.log_file.path())?;
-                s.finalize().ctx("finalize", s.log_file.path())
-            });
+            .try_for_each(|s| s.finalize().ctx("finalize", s.log_file.path()))
+            .and_then(|()| self.env.vfs.sync_dir(&self.dir).ctx("sync", &self.dir));
         let point = DurablePoint {
             next_offset: end.next_offset(),
             segment_base: end.view.base_offset,
@@ -610,7 +643,7 @@ impl PartitionLog {
         }
         self.complete_waiters();
         result?;
-        self.write_checkpoint(point)
+        self.write_checkpoint(&mut self.checkpoint.lock(), point)
     }
 
     /// Drops the writer without syncing anything (a simulated process crash).
@@ -620,6 +653,7 @@ impl PartitionLog {
         drop(self.writer.lock().take());
         let mut st = self.sync.lock();
         st.unsynced_sealed.clear();
+        st.unsynced_created.clear();
         st.to_finalize.clear();
         let waiters = std::mem::take(&mut st.waiters);
         drop(st);

@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::active::{ActiveSegment, ResumeState};
+use super::active::{ActiveSegment, Durability, ResumeState};
 use super::checkpoint::CheckpointFile;
 use super::index::{self, IndexBuilder, IndexCadence, IndexData};
 use super::segment::{LogData, ReadCtx, Segment, SegmentView};
@@ -414,8 +414,14 @@ fn recover_empty(
         LastSegment::None
     } else {
         let paths = SegmentPaths::new(spec.dir, cp.next_offset);
-        let active = ActiveSegment::create(spec.vfs, &paths, cp.next_offset, spec.config)
-            .ctx("create", &paths.log)?;
+        let active = ActiveSegment::create(
+            spec.vfs,
+            &paths,
+            cp.next_offset,
+            spec.config,
+            Durability::Synced,
+        )
+        .ctx("create", &paths.log)?;
         LastSegment::Active(active)
     };
     Ok(Recovered {

@@ -182,11 +182,13 @@ impl SegmentView {
         self.max_timestamp.load(Ordering::Acquire)
     }
 
-    /// Called by the writer after the bytes of a batch are published.
+    /// Called by the (single) writer after the bytes of a batch are published; plain stores,
+    /// no read-modify-write, since only the writer stores.
     #[inline]
     pub(crate) fn publish(&self, next_offset: u64, max_timestamp: i64) {
-        self.max_timestamp
-            .fetch_max(max_timestamp, Ordering::Release);
+        if max_timestamp > self.max_timestamp.load(Ordering::Relaxed) {
+            self.max_timestamp.store(max_timestamp, Ordering::Release);
+        }
         self.next_offset.store(next_offset, Ordering::Release);
     }
 

@@ -119,6 +119,13 @@ pub(crate) trait VfsFile: Send + Sync + fmt::Debug {
 pub(crate) trait RawMap: Send + Sync + fmt::Debug {
     fn as_mut_ptr(&self) -> *mut u8;
     fn len(&self) -> usize;
+    /// Faults `[offset, offset + len)` in for writing ahead of use, without changing its
+    /// contents (`MADV_POPULATE_WRITE`). Only a performance hint: implementations that cannot
+    /// may do nothing.
+    fn populate_write(&self, offset: usize, len: usize) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
 }
 
 /// Writes `data` to `path` atomically: a temporary file, sync, rename, sync of the directory.

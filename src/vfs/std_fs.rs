@@ -185,6 +185,12 @@ impl RawMap for StdMap {
     fn len(&self) -> usize {
         self.0.len()
     }
+
+    #[cfg(target_os = "linux")]
+    fn populate_write(&self, offset: usize, len: usize) -> io::Result<()> {
+        self.0
+            .advise_range(memmap2::Advice::PopulateWrite, offset, len)
+    }
 }
 
 #[cfg(unix)]
