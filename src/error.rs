@@ -172,6 +172,61 @@ pub enum ErrorKind {
         source: Arc<io::Error>,
     },
 
+    /// The consumer group name is not allowed (same rules as topic names).
+    #[error("invalid consumer group name {name:?}: {reason}")]
+    InvalidGroupName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// The group has no committed offsets and no members.
+    #[error("consumer group {group:?} does not exist")]
+    GroupNotFound {
+        /// The group.
+        group: String,
+    },
+
+    /// The operation needs the group to have no active members (as Kafka's offset reset).
+    #[error("consumer group {group:?} has active members")]
+    GroupActive {
+        /// The group.
+        group: String,
+    },
+
+    /// The consumer is not assigned this partition.
+    #[error("topic {topic:?} partition {partition} is not assigned to this consumer")]
+    NotAssigned {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+
+    /// The partition was taken from this consumer (by a rebalance, a seek or close) after the
+    /// delivery; the record will be delivered to its new owner.
+    #[error("topic {topic:?} partition {partition} was revoked from this consumer")]
+    Revoked {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+
+    /// A commit names an offset the consumer cannot commit (one it was never given).
+    #[error("cannot commit offset {offset} of topic {topic:?} partition {partition}: {reason}")]
+    InvalidCommit {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The offset.
+        offset: u64,
+        /// Why.
+        reason: &'static str,
+    },
+
     /// The Wharf (or the handle used) was closed.
     #[error("the Wharf is closed")]
     Closed,
@@ -212,6 +267,9 @@ impl Error {
             | ErrorKind::TopicExists { topic }
             | ErrorKind::PartitionOutOfRange { topic, .. }
             | ErrorKind::OffsetOutOfRange { topic, .. }
+            | ErrorKind::NotAssigned { topic, .. }
+            | ErrorKind::Revoked { topic, .. }
+            | ErrorKind::InvalidCommit { topic, .. }
             | ErrorKind::Poisoned { topic, .. } => Some(topic),
             _ => None,
         }
@@ -220,9 +278,9 @@ impl Error {
     /// The offset involved, if there is one.
     pub fn offset(&self) -> Option<u64> {
         match self.kind() {
-            ErrorKind::Corrupt { offset, .. } | ErrorKind::OffsetOutOfRange { offset, .. } => {
-                Some(*offset)
-            }
+            ErrorKind::Corrupt { offset, .. }
+            | ErrorKind::OffsetOutOfRange { offset, .. }
+            | ErrorKind::InvalidCommit { offset, .. } => Some(*offset),
             _ => None,
         }
     }

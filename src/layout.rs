@@ -10,6 +10,7 @@
 //!     00000000000000000000.index         sparse offset index of that segment
 //!     00000000000000000000.timeindex     time index of that segment
 //!     checkpoint                         durable point of the partition (A/B slots)
+//! <dir>/groups/<group>/offsets           a consumer group's committed offsets
 //! <dir>/staging/                         topics being created (moved into topics/ when complete)
 //! <dir>/trash/                           topics being deleted
 //! ```
@@ -23,6 +24,7 @@ pub(crate) const LOCK_FILE: &str = "wharf.lock";
 pub(crate) const META_FILE: &str = "wharf.meta";
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean_shutdown";
 pub(crate) const TOPICS_DIR: &str = "topics";
+pub(crate) const GROUPS_DIR: &str = "groups";
 pub(crate) const STAGING_DIR: &str = "staging";
 pub(crate) const TRASH_DIR: &str = "trash";
 pub(crate) const TOPIC_CONF_FILE: &str = "topic.conf";
@@ -41,6 +43,14 @@ pub(crate) fn topics_dir(root: &Path) -> PathBuf {
 
 pub(crate) fn topic_dir(root: &Path, topic: &str) -> PathBuf {
     topics_dir(root).join(topic)
+}
+
+pub(crate) fn groups_dir(root: &Path) -> PathBuf {
+    root.join(GROUPS_DIR)
+}
+
+pub(crate) fn group_dir(root: &Path, group: &str) -> PathBuf {
+    groups_dir(root).join(group)
 }
 
 pub(crate) fn partition_dir(topic_dir: &Path, partition: u32) -> PathBuf {

@@ -62,8 +62,10 @@
 #![warn(clippy::unwrap_used)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod admin;
 mod clock;
 mod config;
+mod consumer;
 mod dir_lock;
 mod error;
 #[cfg(test)]
@@ -72,6 +74,7 @@ mod format;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod group;
 mod layout;
 mod log;
 mod partitioner;
@@ -87,18 +90,26 @@ mod writer;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub use admin::{
+    Admin, GroupDescription, MemberDescription, OffsetChange, PartitionDescription, ResetTo,
+};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{
     DEFAULT_FLUSH_INTERVAL, DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_PENDING_ASYNC, DEFAULT_PARTITIONS, DEFAULT_SEGMENT_BYTES, MAX_PARTITIONS,
     MAX_SEGMENT_BYTES, MAX_TOPIC_NAME_LEN, MIN_SEGMENT_BYTES, Retention, TopicConfig,
 };
+pub use consumer::{
+    CommitPolicy, Consumer, ConsumerBuilder, DEFAULT_ACK_WAIT, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_REBALANCE_TIMEOUT, Delivery, PartitionLag, RebalanceHook, SeekTo, StartFrom,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use format::message::{Batch, BatchIter, Headers, Message, MessageRef};
 pub use format::record::{Header, Record};
+pub use group::assignment::Assignor;
 pub use partitioner::{DefaultPartitioner, Partitioner, RoundRobinPartitioner, partition_for_key};
 pub use producer::{Producer, ProducerBuilder};
 pub use reader::{DEFAULT_READ_MAX_BYTES, DEFAULT_READ_MAX_RECORDS, PartitionReader, ReadOptions};
-pub use topic::{TopicInfo, validate_topic_name};
+pub use topic::{TopicInfo, TopicPartition, validate_group_name, validate_topic_name};
 pub use wharf::{RecoveryStats, Wharf, WharfBuilder};
 pub use writer::ack::{AckMode, SendHandle, SendReceipt};

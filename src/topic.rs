@@ -16,6 +16,32 @@ pub(crate) const RETRY_PREFIX: &str = "%RETRY%";
 /// Prefix of a consumer group's dead-letter topic (RocketMQ's name).
 pub(crate) const DLQ_PREFIX: &str = "%DLQ%";
 
+/// A partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+}
+
+impl TopicPartition {
+    /// Partition `partition` of `topic`.
+    pub fn new(topic: impl Into<String>, partition: u32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    /// `topic/partition`, as the CLI and error messages write it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
 /// A topic's name and configuration, as listed by [`crate::Wharf::topics`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
@@ -138,7 +164,36 @@ fn read_config(vfs: &dyn Vfs, dir: &Path) -> Result<TopicConfig> {
 ///
 /// [`ErrorKind::InvalidTopicName`] with the reason.
 pub fn validate_topic_name(name: &str) -> Result<()> {
-    let reason = if name.is_empty() {
+    match name_problem(name) {
+        None => Ok(()),
+        Some(reason) => Err(ErrorKind::InvalidTopicName {
+            name: name.to_owned(),
+            reason,
+        }
+        .into()),
+    }
+}
+
+/// Checks a consumer group name: the same rules as topic names (a group's retry and
+/// dead-letter topics are named after it).
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidGroupName`] with the reason.
+pub fn validate_group_name(name: &str) -> Result<()> {
+    match name_problem(name) {
+        None => Ok(()),
+        Some(reason) => Err(ErrorKind::InvalidGroupName {
+            name: name.to_owned(),
+            reason,
+        }
+        .into()),
+    }
+}
+
+/// What is wrong with `name` as a topic or group name, if anything.
+fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
         Some("the name is empty")
     } else if name.len() > MAX_TOPIC_NAME_LEN {
         Some("the name is longer than 249 bytes")
@@ -157,14 +212,6 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
         Some("only ASCII letters, digits, '.', '_' and '-' are allowed")
     } else {
         None
-    };
-    match reason {
-        None => Ok(()),
-        Some(reason) => Err(ErrorKind::InvalidTopicName {
-            name: name.to_owned(),
-            reason,
-        }
-        .into()),
     }
 }
 

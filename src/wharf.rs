@@ -16,15 +16,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::admin::Admin;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{TopicConfig, WharfOptions};
+use crate::consumer::ConsumerBuilder;
 use crate::dir_lock;
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::file_header::{self, CLEAN_MAGIC, DIR_MAGIC, HeaderError};
+use crate::group::group::Group;
+use crate::group::offsets::OffsetStore;
 use crate::layout;
 use crate::log::{FlushQueue, PartitionEnv, PartitionLog, Prefaulter};
 use crate::producer::ProducerBuilder;
 use crate::reader::PartitionReader;
+use crate::topic::TopicPartition;
 use crate::topic::{self, Topic, TopicInfo};
 use crate::vfs::{self, LockGuard, OpenMode, StdVfs, Vfs};
 use crate::writer::flusher::Flusher;
@@ -94,6 +99,7 @@ pub(crate) struct Shared {
     options: WharfOptions,
     env: PartitionEnv,
     topics: RwLock<TopicMap>,
+    groups: Mutex<HashMap<String, Arc<Group>>>,
     admin: Mutex<()>,
     closed: AtomicBool,
 }
@@ -213,6 +219,7 @@ impl WharfBuilder {
             options: self.options,
             env,
             topics: RwLock::new(topics),
+            groups: Mutex::new(HashMap::new()),
             admin: Mutex::new(()),
             closed: AtomicBool::new(false),
         });
@@ -238,10 +245,18 @@ fn spawn_flusher(shared: &Arc<Shared>) -> Result<Flusher> {
             .map(|s| s.all_partitions())
             .unwrap_or_default()
     });
+    let weak = Arc::downgrade(shared);
+    let tick = Box::new(move || {
+        if let Some(shared) = weak.upgrade() {
+            // A failure poisons the group's store; its next commit reports it.
+            let _synced = shared.sync_groups();
+        }
+    });
     Flusher::spawn(
         Arc::clone(&shared.env.flush_queue),
         shared.options.flush_interval,
         source,
+        tick,
     )
     .ctx("start the flusher thread for", &shared.dir)
 }
@@ -406,6 +421,24 @@ impl Wharf {
         self.inner.shared.delete_topic(name)
     }
 
+    /// A builder for a consumer of `group` (Kafka's `group.id`).
+    pub fn consumer(&self, group: &str) -> ConsumerBuilder {
+        ConsumerBuilder::new(Arc::clone(&self.inner), group)
+    }
+
+    /// Consumer group administration.
+    pub fn admin(&self) -> Admin {
+        Admin::new(Arc::clone(&self.inner))
+    }
+
+    /// A partition's log (tests inside the crate).
+    #[cfg(test)]
+    pub(crate) fn partition_log(&self, topic: &str, partition: u32) -> Result<Arc<PartitionLog>> {
+        Ok(Arc::clone(
+            self.inner.shared.topic(topic)?.partition(partition)?,
+        ))
+    }
+
     /// A builder for a producer.
     pub fn producer(&self) -> ProducerBuilder {
         ProducerBuilder::new(Arc::clone(&self.inner))
@@ -498,7 +531,12 @@ impl Inner {
         if let Some(mut flusher) = self.flusher.lock().take() {
             flusher.stop();
         }
-        let mut result = Ok(());
+        // Groups first: syncing their offsets may sync the logs they point into.
+        let mut result = if shared.options.read_only {
+            Ok(())
+        } else {
+            shared.sync_groups()
+        };
         for partition in shared.all_partitions() {
             if let Err(e) = partition.close() {
                 result = result.and(Err(e));
@@ -535,6 +573,139 @@ impl Shared {
             .get(name)
             .cloned()
             .ok_or_else(|| Error::topic_not_found(name))
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Partition counts of every topic (what the assignors spread).
+    pub(crate) fn partition_counts(&self) -> std::collections::BTreeMap<String, u32> {
+        self.topics
+            .read()
+            .values()
+            .map(|t| (t.name.to_string(), t.config.partitions))
+            .collect()
+    }
+
+    /// The group named `name`, opening its offsets (creating them if `create`).
+    pub(crate) fn group(&self, name: &str, create: bool) -> Result<Arc<Group>> {
+        let mut groups = self.groups.lock();
+        if let Some(group) = groups.get(name) {
+            return Ok(Arc::clone(group));
+        }
+        let dir = layout::group_dir(&self.dir, name);
+        let exists = self.vfs.exists(&dir).ctx("open", &dir)?;
+        if !exists && (!create || self.options.read_only) {
+            return Err(ErrorKind::GroupNotFound {
+                group: name.to_owned(),
+            }
+            .into());
+        }
+        if !exists {
+            self.vfs.create_dir_all(&dir).ctx("create", &dir)?;
+            let parent = layout::groups_dir(&self.dir);
+            self.vfs.sync_dir(&parent).ctx("sync", &parent)?;
+        }
+        let (offsets, load) =
+            OffsetStore::open(Arc::clone(&self.vfs), &dir, self.options.read_only)?;
+        let group = Arc::new(Group {
+            name: Arc::from(name),
+            membership: crate::group::membership::Membership::default(),
+            offsets,
+            damage: load.damaged,
+        });
+        groups.insert(name.to_owned(), Arc::clone(&group));
+        Ok(group)
+    }
+
+    /// Every group with a directory or members, sorted.
+    pub(crate) fn group_names(&self) -> Result<Vec<String>> {
+        let mut names: std::collections::BTreeSet<String> =
+            self.groups.lock().keys().cloned().collect();
+        let dir = layout::groups_dir(&self.dir);
+        if self.vfs.exists(&dir).ctx("open", &dir)? {
+            for entry in self.vfs.read_dir(&dir).ctx("list", &dir)? {
+                if entry.is_dir {
+                    names.insert(entry.name);
+                }
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// Deletes an inactive group.
+    pub(crate) fn delete_group(&self, name: &str) -> Result<()> {
+        self.check_writable()?;
+        let group = self.group(name, false)?;
+        if group.membership.is_active() {
+            return Err(ErrorKind::GroupActive {
+                group: name.to_owned(),
+            }
+            .into());
+        }
+        self.groups.lock().remove(name);
+        let dir = layout::group_dir(&self.dir, name);
+        self.vfs.remove_dir_all(&dir).ctx("remove", &dir)?;
+        let parent = layout::groups_dir(&self.dir);
+        self.vfs.sync_dir(&parent).ctx("sync", &parent)
+    }
+
+    /// Makes partition `tp`'s log durable up to `offset` (before a commit of it is durable).
+    fn make_log_durable(&self, tp: &TopicPartition, offset: u64) -> Result<()> {
+        self.topic(&tp.topic)?
+            .partition(tp.partition)?
+            .sync_to(offset)
+    }
+
+    /// Commits `entries` to `group`'s offsets. A group member (`member`) may commit only
+    /// partitions it holds. `durable`: the log up to each offset, then the offsets, are on
+    /// stable storage before this returns; otherwise they are written and synced later.
+    pub(crate) fn commit_offsets(
+        &self,
+        group: &Group,
+        member: Option<&str>,
+        entries: &[(TopicPartition, u64)],
+        durable: bool,
+    ) -> Result<()> {
+        self.check_writable()?;
+        let make_durable = |tp: &TopicPartition, offset: u64| self.make_log_durable(tp, offset);
+        if durable {
+            for (tp, offset) in entries {
+                make_durable(tp, *offset)?;
+            }
+        }
+        let append = || group.offsets.commit(entries, false, &make_durable);
+        match member {
+            None => append()?,
+            Some(id) => group
+                .membership
+                .while_holding(id, entries.iter().map(|(tp, _)| tp), append)
+                .map_err(|tp| -> Error {
+                    ErrorKind::Revoked {
+                        topic: tp.topic,
+                        partition: tp.partition,
+                    }
+                    .into()
+                })??,
+        }
+        if durable {
+            group.offsets.sync(&make_durable)?;
+        }
+        Ok(())
+    }
+
+    /// Syncs every group's offsets written without waiting (the flusher's tick, close).
+    pub(crate) fn sync_groups(&self) -> Result<()> {
+        let groups: Vec<Arc<Group>> = self.groups.lock().values().cloned().collect();
+        let make_durable = |tp: &TopicPartition, offset: u64| self.make_log_durable(tp, offset);
+        let mut result = Ok(());
+        for group in groups {
+            if group.offsets.needs_sync() {
+                result = result.and(group.offsets.sync(&make_durable));
+            }
+        }
+        result
     }
 
     pub(crate) fn all_partitions(&self) -> Vec<Arc<PartitionLog>> {

@@ -175,7 +175,7 @@ impl Planned {
                 self.payload.len()
             ));
         }
-        if message.key().map(|k| &k[..]) != self.key.as_deref() {
+        if message.key() != self.key.as_deref() {
             return Some(format!(
                 "key differs: found {:?}, expected {:?}",
                 message.key(),

@@ -73,8 +73,8 @@ fn keys_headers_and_timestamps_round_trip() {
     producer.send(Record::new("t", "")).unwrap();
     let messages = read_partition(&wharf, "t", 0);
     let m = &messages[0];
-    assert_eq!(m.key().map(|k| &k[..]), Some(&b"k"[..]));
-    assert_eq!(&m.payload()[..], b"value");
+    assert_eq!(m.key(), Some(&b"k"[..]));
+    assert_eq!(m.payload(), b"value");
     assert_eq!(m.timestamp().as_millis(), 1_234);
     let headers: Vec<(&str, &[u8])> = m.headers().collect();
     assert_eq!(
@@ -144,7 +144,7 @@ fn reading_from_any_offset_equals_a_linear_scan() {
             .unwrap();
         let first = batch.get(0).expect("a record");
         assert_eq!(first.offset(), offset);
-        assert_eq!(first.payload(), &all[offset as usize].payload()[..]);
+        assert_eq!(first.payload(), all[offset as usize].payload());
         assert!(batch.len() <= 3);
     }
 }

@@ -206,15 +206,21 @@ impl<'a> MessageRef<'a> {
 
     /// An owned copy sharing the batch's buffer.
     pub fn to_message(&self) -> Message {
+        let slot = self.slot;
+        // One `Bytes` covering the record's key, value and headers (they are contiguous), so
+        // an owned message costs two reference counts (topic, buffer), not four.
+        let start = slot.key.as_ref().map_or(slot.value.start, |k| k.start);
+        let rebase = |r: &Range<u32>| r.start - start..r.end - start;
         Message {
             topic: Arc::clone(&self.batch.topic),
             partition: self.batch.partition,
-            offset: self.slot.offset,
-            timestamp: Timestamp::from_millis(self.slot.timestamp),
-            key: self.slot.key.as_ref().map(|r| self.batch.bytes(r)),
-            payload: self.batch.bytes(&self.slot.value),
-            headers: self.batch.bytes(&self.slot.headers),
-            header_count: self.slot.header_count,
+            offset: slot.offset,
+            timestamp: Timestamp::from_millis(slot.timestamp),
+            buf: self.batch.bytes(&(start..slot.headers.end)),
+            key: slot.key.as_ref().map(rebase),
+            value: rebase(&slot.value),
+            headers: rebase(&slot.headers),
+            header_count: slot.header_count,
         }
     }
 }
@@ -230,16 +236,18 @@ impl fmt::Debug for MessageRef<'_> {
     }
 }
 
-/// An owned record read from a partition. Cheap to clone: the parts are `Bytes`.
+/// An owned record read from a partition. Cheap to clone: it shares the buffer it was read
+/// into (a zero-copy slice of the segment where the segment is mapped).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Message {
     topic: Arc<str>,
     partition: u32,
     offset: u64,
     timestamp: Timestamp,
-    key: Option<Bytes>,
-    payload: Bytes,
-    headers: Bytes,
+    buf: Bytes,
+    key: Option<Range<u32>>,
+    value: Range<u32>,
+    headers: Range<u32>,
     header_count: u32,
 }
 
@@ -265,23 +273,45 @@ impl Message {
     }
 
     /// The key, if the record has one.
-    pub fn key(&self) -> Option<&Bytes> {
-        self.key.as_ref()
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.as_ref().map(|r| self.slice(r))
     }
 
     /// The payload.
-    pub fn payload(&self) -> &Bytes {
-        &self.payload
+    pub fn payload(&self) -> &[u8] {
+        self.slice(&self.value)
+    }
+
+    /// The key as a zero-copy `Bytes`.
+    pub fn key_bytes(&self) -> Option<Bytes> {
+        self.key
+            .as_ref()
+            .map(|r| self.buf.slice(r.start as usize..r.end as usize))
+    }
+
+    /// The payload as a zero-copy `Bytes`.
+    pub fn payload_bytes(&self) -> Bytes {
+        self.buf
+            .slice(self.value.start as usize..self.value.end as usize)
     }
 
     /// The headers, in the order they were sent.
     pub fn headers(&self) -> Headers<'_> {
-        Headers(HeaderIter::new(&self.headers, self.header_count))
+        Headers(HeaderIter::new(
+            self.slice(&self.headers),
+            self.header_count,
+        ))
     }
 
     /// The value of the first header named `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    fn slice(&self, range: &Range<u32>) -> &[u8] {
+        self.buf
+            .get(range.start as usize..range.end as usize)
+            .unwrap_or_default()
     }
 }
 
@@ -292,8 +322,8 @@ impl fmt::Debug for Message {
             .field("partition", &self.partition)
             .field("offset", &self.offset)
             .field("timestamp", &self.timestamp)
-            .field("key", &self.key)
-            .field("payload_len", &self.payload.len())
+            .field("key", &self.key())
+            .field("payload_len", &self.payload().len())
             .field("headers", &self.headers().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }

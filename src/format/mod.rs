@@ -12,6 +12,7 @@ pub(crate) mod cursor;
 pub(crate) mod file_header;
 pub(crate) mod index_entry;
 pub(crate) mod message;
+pub(crate) mod offset_commit;
 pub(crate) mod record;
 pub(crate) mod topic_meta;
 pub(crate) mod varint;

@@ -14,6 +14,7 @@ mod recovery;
 mod segment;
 
 pub(crate) use flush_queue::FlushQueue;
+pub(crate) use notify::Signal;
 pub(crate) use partition::{PartitionEnv, PartitionLog};
 pub(crate) use prefault::Prefaulter;
 pub(crate) use segment::ReadLimits;

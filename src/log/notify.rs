@@ -38,33 +38,53 @@ impl Signal {
 }
 
 /// The signals to notify when a partition gets data.
+///
+/// A signal stays registered while its owner consumes the partition, but an append notifies
+/// only while at least one owner is actually waiting (between [`Watchers::wait_begin`] and
+/// [`Watchers::wait_end`]): a busy consumer costs an append one atomic load.
 #[derive(Debug, Default)]
 pub(crate) struct Watchers {
-    count: AtomicUsize,
+    waiting: AtomicUsize,
     list: Mutex<Vec<Arc<Signal>>>,
 }
 
 impl Watchers {
     pub(crate) fn register(&self, signal: &Arc<Signal>) {
         self.list.lock().push(Arc::clone(signal));
-        self.count.fetch_add(1, Ordering::SeqCst);
     }
 
     pub(crate) fn unregister(&self, signal: &Arc<Signal>) {
         let mut list = self.list.lock();
         if let Some(i) = list.iter().position(|s| Arc::ptr_eq(s, signal)) {
             list.swap_remove(i);
-            self.count.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
-    /// Notifies every registered signal. Call after publishing the new end with `SeqCst`.
+    /// A registered owner is about to wait: call before re-checking for data.
+    pub(crate) fn wait_begin(&self) {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The owner stopped waiting.
+    pub(crate) fn wait_end(&self) {
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Notifies every registered signal if anyone waits. Call after publishing the new end
+    /// with `SeqCst`.
     #[inline]
     pub(crate) fn notify(&self) {
-        if self.count.load(Ordering::SeqCst) > 0 {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
             for signal in self.list.lock().iter() {
                 signal.notify();
             }
+        }
+    }
+
+    /// Notifies every registered signal (the partition closed or went away).
+    pub(crate) fn notify_all(&self) {
+        for signal in self.list.lock().iter() {
+            signal.notify();
         }
     }
 }
@@ -80,7 +100,16 @@ mod tests {
         let signal = Arc::new(Signal::default());
         watchers.register(&signal);
         watchers.notify();
-        assert!(signal.wait_until(Instant::now() + Duration::from_secs(5)));
+        assert!(
+            !signal.wait_until(Instant::now()),
+            "nobody waits: no notification"
+        );
+        watchers.wait_begin();
+        watchers.notify();
+        assert!(
+            signal.wait_until(Instant::now() + Duration::from_secs(5)),
+            "not lost"
+        );
         assert!(
             !signal.wait_until(Instant::now() + Duration::from_millis(10)),
             "re-armed"
@@ -88,5 +117,6 @@ mod tests {
         watchers.unregister(&signal);
         watchers.notify();
         assert!(!signal.wait_until(Instant::now()));
+        watchers.wait_end();
     }
 }

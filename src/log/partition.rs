@@ -350,6 +350,8 @@ impl PartitionLog {
     /// Blocks until every offset below `target` is durable, syncing as the group's leader if no
     /// sync is running.
     pub(crate) fn sync_to(&self, target: u64) -> Result<()> {
+        // Nothing past the end can become durable; waiting for it would never end.
+        let target = target.min(self.next_offset());
         loop {
             {
                 let mut st = self.sync.lock();
@@ -595,7 +597,7 @@ impl PartitionLog {
             Ordering::AcqRel,
             Ordering::Acquire,
         );
-        self.watchers.notify();
+        self.watchers.notify_all();
         let Some(active) = active else {
             return match previous {
                 Ok(_) | Err(STATE_CLOSED | STATE_REMOVED) => Ok(()),
@@ -661,7 +663,7 @@ impl PartitionLog {
             callback(Err(ErrorKind::Closed.into()));
         }
         self.sync_done.notify_all();
-        self.watchers.notify();
+        self.watchers.notify_all();
     }
 
     /// Marks the partition deleted: appends and waiters get `TopicNotFound`; nothing is synced.
@@ -673,7 +675,7 @@ impl PartitionLog {
             callback(Err(Error::topic_not_found(&self.ctx.topic)));
         }
         self.sync_done.notify_all();
-        self.watchers.notify();
+        self.watchers.notify_all();
     }
 
     fn load_ctx(&self, next_offset: u64) -> LoadCtx<'_> {
@@ -773,6 +775,7 @@ impl PartitionLog {
         }
         let signal = Arc::new(Signal::default());
         self.watchers.register(&signal);
+        self.watchers.wait_begin();
         let available = loop {
             if self.next_offset() > offset {
                 break true;
@@ -781,7 +784,29 @@ impl PartitionLog {
                 break self.next_offset() > offset;
             }
         };
+        self.watchers.wait_end();
         self.watchers.unregister(&signal);
         available
+    }
+
+    /// Registers `signal` to be notified of appends while its owner waits (see
+    /// [`Self::wait_begin`]); for consumers of several partitions.
+    pub(crate) fn watch(&self, signal: &Arc<Signal>) {
+        self.watchers.register(signal);
+    }
+
+    /// Undoes [`Self::watch`].
+    pub(crate) fn unwatch(&self, signal: &Arc<Signal>) {
+        self.watchers.unregister(signal);
+    }
+
+    /// A watcher is about to sleep: appends notify from now on. Re-check for data after it.
+    pub(crate) fn wait_begin(&self) {
+        self.watchers.wait_begin();
+    }
+
+    /// The watcher woke up.
+    pub(crate) fn wait_end(&self) {
+        self.watchers.wait_end();
     }
 }

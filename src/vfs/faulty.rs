@@ -1,12 +1,13 @@
 //! A file system that fails on request (unit tests only): wraps [`StdVfs`] and injects
 //! `fdatasync` failures (with Linux's semantics: the error is reported once, and the next sync
 //! "succeeds" although the data may be gone, which is exactly why wharf must never retry) and
-//! `ENOSPC` from `allocate`.
+//! `ENOSPC` from `allocate`; for a group's offsets file, also sync failures, write failures
+//! and a count of syncs.
 
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::{DirEntry, LockGuard, OpenMode, RawMap, StdVfs, Vfs, VfsFile};
 
@@ -19,6 +20,15 @@ pub(crate) struct Faults {
     pub no_space: AtomicBool,
     /// Syncs that failed.
     pub failed_syncs: AtomicUsize,
+    /// Fail the next `sync_data`/`sync_all` of a file whose name starts with `offsets` (a
+    /// group's offsets file or its temporary copy), once.
+    pub fail_next_offsets_sync: AtomicBool,
+    /// Fail the next `write_all_at` to a file whose name starts with `offsets`, once.
+    pub fail_next_offsets_write: AtomicBool,
+    /// Syncs of files whose names start with `offsets`, failed ones included.
+    pub offsets_syncs: AtomicUsize,
+    /// Milliseconds each sync of such a file sleeps first, as a disk would take.
+    pub offsets_sync_delay_ms: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -85,6 +95,39 @@ impl FaultyFile {
             self.faults.failed_syncs.fetch_add(1, Ordering::SeqCst);
             return Err(io::Error::from_raw_os_error(5)); // EIO
         }
+        if self.is_offsets() {
+            self.faults.offsets_syncs.fetch_add(1, Ordering::SeqCst);
+            let delay_ms = self.faults.offsets_sync_delay_ms.load(Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+            if self
+                .faults
+                .fail_next_offsets_sync
+                .swap(false, Ordering::SeqCst)
+            {
+                self.faults.failed_syncs.fetch_add(1, Ordering::SeqCst);
+                return Err(io::Error::from_raw_os_error(5)); // EIO
+            }
+        }
+        Ok(())
+    }
+
+    fn is_offsets(&self) -> bool {
+        self.inner
+            .path()
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with("offsets"))
+    }
+
+    fn write_fault(&self) -> io::Result<()> {
+        if self.is_offsets()
+            && self
+                .faults
+                .fail_next_offsets_write
+                .swap(false, Ordering::SeqCst)
+        {
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
         Ok(())
     }
 }
@@ -100,6 +143,7 @@ impl VfsFile for FaultyFile {
         self.inner.read_at(buf, pos)
     }
     fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        self.write_fault()?;
         self.inner.write_all_at(buf, pos)
     }
     fn set_len(&self, len: u64) -> io::Result<()> {

@@ -85,7 +85,7 @@ impl Vfs for StdVfs {
             .truncate(false)
             .open(path)?;
         match file.try_lock_exclusive() {
-            Ok(()) => Ok(Box::new(StdLock { _file: file })),
+            Ok(()) => Ok(Box::new(StdLock { file })),
             Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
                 Err(io::Error::new(io::ErrorKind::WouldBlock, e))
             }
@@ -109,10 +109,19 @@ fn sync_dir(_path: &Path) -> io::Result<()> {
 /// kernel does when the process dies, so there is never a stale lock.
 #[derive(Debug)]
 struct StdLock {
-    _file: File,
+    file: File,
 }
 
 impl LockGuard for StdLock {}
+
+impl Drop for StdLock {
+    fn drop(&mut self) {
+        // Unlock before closing: the lock belongs to the open file description, and a child
+        // process forked by another thread holds a copy of it until its exec, which would keep
+        // the directory locked after our close. (An error means the lock is gone anyway.)
+        let _unlocked = fs2::FileExt::unlock(&self.file);
+    }
+}
 
 struct StdFile {
     file: File,

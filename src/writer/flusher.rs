@@ -3,7 +3,8 @@
 //!   for `NoWait` and `Write` sends; Kafka's `log.flush.interval.ms`, RocketMQ's async flush);
 //! - serves partitions that asked for it: asynchronous `Fsync` sends waiting for a sync, the
 //!   `flush_messages` threshold, and sealed segments to sync and finalize;
-//! - writes each partition's checkpoint after a sync, so recovery scans only the tail.
+//! - writes each partition's checkpoint after a sync, so recovery scans only the tail;
+//! - syncs consumer groups' offsets committed without waiting (`commit_async`, policies).
 //!
 //! Asleep on a channel between ticks: an idle Wharf costs one wake-up per interval.
 
@@ -17,6 +18,9 @@ use crate::log::{FlushQueue, PartitionLog};
 
 /// Lists the partitions to look at on each tick.
 pub(crate) type PartitionSource = Box<dyn Fn() -> Vec<Arc<PartitionLog>> + Send>;
+
+/// Other work of each tick (syncing consumer groups' offsets written without waiting).
+pub(crate) type TickWork = Box<dyn Fn() + Send>;
 
 /// The running flusher thread.
 #[derive(Debug)]
@@ -32,12 +36,13 @@ impl Flusher {
         queue: Arc<FlushQueue>,
         interval: Duration,
         partitions: PartitionSource,
+        tick: TickWork,
     ) -> io::Result<Flusher> {
         let stop = Arc::new(AtomicBool::new(false));
         let (stop_flag, thread_queue) = (Arc::clone(&stop), Arc::clone(&queue));
         let thread = thread::Builder::new()
             .name("wharf-flusher".into())
-            .spawn(move || run(&thread_queue, &stop_flag, interval, &partitions))?;
+            .spawn(move || run(&thread_queue, &stop_flag, interval, &partitions, &tick))?;
         let thread_id = thread.thread().id();
         Ok(Flusher {
             stop,
@@ -61,7 +66,13 @@ impl Flusher {
     }
 }
 
-fn run(queue: &FlushQueue, stop: &AtomicBool, interval: Duration, partitions: &PartitionSource) {
+fn run(
+    queue: &FlushQueue,
+    stop: &AtomicBool,
+    interval: Duration,
+    partitions: &PartitionSource,
+    tick: &TickWork,
+) {
     let mut next_tick = Instant::now() + interval;
     while !stop.load(Ordering::Acquire) {
         // A timeout and a wake-up lead to the same work; the result does not matter.
@@ -78,6 +89,7 @@ fn run(queue: &FlushQueue, stop: &AtomicBool, interval: Duration, partitions: &P
                     partition.flush_in_background();
                 }
             }
+            tick();
             next_tick = Instant::now() + interval;
         }
     }

@@ -1,0 +1,19 @@
+//! Consuming: [`Consumer`] (poll, commit, seek, pause, lag), [`Delivery`] (a record to
+//! acknowledge), and how they are configured ([`options`]). See [`consumer`] for the poll
+//! loop and [`cursor`] for how acknowledgements become committed offsets.
+
+mod builder;
+#[expect(clippy::module_inception, reason = "the type the module is about")]
+mod consumer;
+mod cursor;
+mod delivery;
+mod options;
+
+pub use builder::ConsumerBuilder;
+pub(crate) use consumer::lag_of;
+pub use consumer::{Consumer, PartitionLag};
+pub use delivery::Delivery;
+pub use options::{
+    CommitPolicy, DEFAULT_ACK_WAIT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REBALANCE_TIMEOUT,
+    RebalanceHook, SeekTo, StartFrom,
+};
