@@ -5,7 +5,7 @@
 //! cargo run --release --example quickstart
 //! ```
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wharf::{AckMode, ReadOptions, Record, TopicConfig, Wharf};
 
@@ -56,6 +56,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total = read_all(&wharf)?;
     println!("read back {total} records from 3 partitions, every batch checked against its CRC");
 
+    let mut consumer = wharf.consumer("billing").subscribe(["orders"]).build()?;
+    let mut consumed = 0u64;
+    while consumed < total {
+        consumed += consumer.poll_batch(10_000, Duration::from_secs(5))?.len() as u64;
+        consumer.commit()?;
+    }
+    let lag: u64 = consumer.lag().iter().map(|l| l.lag).sum();
+    println!(
+        "consumer group \"billing\" consumed {consumed} records and committed them; lag {lag}"
+    );
+    consumer.close()?;
+
     wharf.close()?;
     let wharf = Wharf::open(&path)?;
     let stats = wharf.recovery_stats();
@@ -69,6 +81,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "every record survives a close and reopen"
     );
     println!("all {total} records are still there after reopening");
+    let mut consumer = wharf.consumer("billing").subscribe(["orders"]).build()?;
+    let again = consumer
+        .poll_batch(10_000, Duration::from_millis(200))?
+        .len();
+    println!("the group resumes after its committed offsets: {again} records delivered again");
+    consumer.close()?;
     wharf.close()?;
     Ok(())
 }

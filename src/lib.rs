@@ -23,6 +23,13 @@
 //! for message in &batch {
 //!     println!("{} {} {:?}", message.offset(), message.timestamp().as_millis(), message.payload());
 //! }
+//! // A consumer group: poll, process, commit (at-least-once).
+//! let mut consumer = wharf.consumer("billing").subscribe(["orders"]).build()?;
+//! for delivery in consumer.poll_batch(100, std::time::Duration::from_millis(100))? {
+//!     println!("{} {:?}", delivery.offset(), delivery.payload());
+//! }
+//! consumer.commit()?;
+//! drop(consumer);
 //! wharf.close()?;
 //! # Ok(()) }
 //! ```
@@ -43,6 +50,11 @@
 //! topic, partition and offset), never returned and never silently cut; damaged or missing
 //! index files are rebuilt from the log. A failed sync is never retried and reported as
 //! success: the partition stops ([`ErrorKind::Poisoned`]) until the Wharf is reopened.
+//!
+//! Consumer groups: a commit made with `Fsync` (the default for [`Consumer::commit`]) first
+//! makes the log durable up to the committed offsets, then the offsets; committed offsets never
+//! move backwards after a crash and never point past the log end. A delivery is never treated
+//! as processed unless acknowledged or covered by a commit: dropped undecided, it comes back.
 //!
 //! # Limits
 //!

@@ -474,7 +474,8 @@ impl Wharf {
 
     /// Syncs every partition now: everything sent so far, with any ack mode, is on stable
     /// storage when this returns, and the checkpoints say so (a crash from here would make
-    /// recovery scan nothing written before the call).
+    /// recovery scan nothing written before the call); so are consumer groups' offsets
+    /// committed without waiting.
     ///
     /// # Errors
     ///
@@ -483,7 +484,7 @@ impl Wharf {
         for partition in self.inner.shared.all_partitions() {
             partition.sync_and_checkpoint()?;
         }
-        Ok(())
+        self.inner.shared.sync_groups()
     }
 
     /// Closes the directory: stops the flusher, syncs and trims every partition, records a
@@ -780,6 +781,10 @@ impl Shared {
         }
         vfs.rename(&source, &trash)
             .ctx("move to the trash", &source)?;
+        let counts = self.partition_counts();
+        for group in self.groups.lock().values() {
+            group.membership.refresh(&counts);
+        }
         let topics_dir = layout::topics_dir(&self.dir);
         vfs.sync_dir(&topics_dir).ctx("sync", &topics_dir)?;
         vfs.sync_dir(&trash_root).ctx("sync", &trash_root)?;

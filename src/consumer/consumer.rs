@@ -251,10 +251,16 @@ impl Consumer {
                 max_records: FETCH_RECORDS.max(max - out.len()),
                 max_bytes: 1 << 20,
             };
-            let batch = held
+            let batch = match held
                 .cursor
                 .log
-                .read(held.cursor.position(), limits, durable_only)?;
+                .read(held.cursor.position(), limits, durable_only)
+            {
+                Ok(batch) => batch,
+                // The topic was deleted: the rebalance that follows takes the partition away.
+                Err(e) if matches!(e.kind(), ErrorKind::TopicNotFound { .. }) => return Ok(0),
+                Err(e) => return Err(e),
+            };
             held.buffer = (!batch.is_empty()).then_some((batch, 0));
         }
         let Some((batch, next)) = held.buffer.as_mut() else {

@@ -166,6 +166,14 @@ impl Membership {
         !self.state.lock().members.is_empty()
     }
 
+    /// Recomputes the assignment after topics changed (a topic was deleted).
+    pub(crate) fn refresh(&self, partitions: &BTreeMap<String, u32>) {
+        let mut st = self.state.lock();
+        if !st.members.is_empty() {
+            st.rebalance(partitions);
+        }
+    }
+
     /// The members: id, subscribed topics, target assignment.
     pub(crate) fn describe(&self) -> Vec<(String, Vec<String>, Vec<TopicPartition>)> {
         let st = self.state.lock();

@@ -1,0 +1,164 @@
+//! Consumer throughput: polling 1,000,000 records of 100 B with a commit per batch, next to a
+//! plain scan of the same partition in the same run; per-message acks; commits under `Fsync`
+//! with 1 and 8 consumers (group-committed).
+//!
+//! ```text
+//! cargo bench --bench consume
+//! ```
+#![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+
+mod common;
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use wharf::{AckMode, ReadOptions, Record, TopicConfig, Wharf};
+
+const RECORDS: u64 = 1_000_000;
+const POLL: usize = 10_000;
+
+/// A fresh group name per measurement, so each starts from the earliest record.
+fn group_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("bench-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn prefill(wharf: &Wharf, topic: &str, partitions: u32, records: u64) {
+    wharf
+        .create_topic(topic, TopicConfig::default().partitions(partitions))
+        .expect("topic");
+    let producer = wharf.producer().ack(AckMode::Write).build();
+    let payloads = common::payloads(1_024, 100);
+    let records: Vec<Record> = (0..records)
+        .map(|i| {
+            Record::new(
+                topic.to_owned(),
+                payloads[i as usize % payloads.len()].clone(),
+            )
+        })
+        .collect();
+    for chunk in records.chunks(1_000) {
+        producer.send_batch(chunk.to_vec()).expect("send");
+    }
+    wharf.sync().expect("sync");
+}
+
+fn poll(c: &mut Criterion) {
+    let dir = common::bench_dir();
+    let wharf = Wharf::open(dir.path()).expect("open");
+    prefill(&wharf, "bench", 1, RECORDS);
+    let mut group = c.benchmark_group("consume");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
+    group.throughput(Throughput::Elements(RECORDS));
+    group.bench_function("plain_scan_100B_1M", |b| {
+        let reader = wharf.reader("bench", 0).expect("reader");
+        b.iter(|| {
+            let (mut offset, mut bytes) = (0, 0usize);
+            while offset < RECORDS {
+                let batch = reader
+                    .read(offset, ReadOptions::default().max_records(POLL))
+                    .expect("read");
+                bytes += batch.iter().map(|m| m.payload().len()).sum::<usize>();
+                offset = batch.next_offset();
+            }
+            black_box(bytes)
+        });
+    });
+    group.bench_function("poll_commit_per_batch_100B_1M", |b| {
+        b.iter(|| {
+            let mut consumer = wharf
+                .consumer(&group_name())
+                .subscribe(["bench"])
+                .commit_ack(AckMode::Write)
+                .build()
+                .expect("consumer");
+            let (mut count, mut bytes) = (0u64, 0usize);
+            while count < RECORDS {
+                let deliveries = consumer
+                    .poll_batch(POLL, Duration::from_secs(10))
+                    .expect("poll");
+                count += deliveries.len() as u64;
+                bytes += deliveries.iter().map(|d| d.payload().len()).sum::<usize>();
+                drop(deliveries);
+                consumer.commit().expect("commit");
+            }
+            black_box(bytes)
+        });
+    });
+    group.bench_function("poll_ack_each_100B_1M", |b| {
+        b.iter(|| {
+            let mut consumer = wharf
+                .consumer(&group_name())
+                .subscribe(["bench"])
+                .commit_ack(AckMode::Write)
+                .build()
+                .expect("consumer");
+            let mut count = 0u64;
+            while count < RECORDS {
+                let deliveries = consumer
+                    .poll_batch(POLL, Duration::from_secs(10))
+                    .expect("poll");
+                count += deliveries.len() as u64;
+                for delivery in deliveries {
+                    delivery.ack().expect("ack");
+                }
+                consumer.commit_acked().expect("commit");
+            }
+            black_box(count)
+        });
+    });
+    group.finish();
+}
+
+/// Commits per second under `Fsync`: each consumer holds one partition and commits after
+/// every record.
+fn commits(c: &mut Criterion) {
+    let dir = common::bench_dir();
+    let wharf = Wharf::open(dir.path()).expect("open");
+    prefill(&wharf, "commits", 8, 1_600_000);
+    let mut group = c.benchmark_group("commit_fsync");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(1));
+    for consumers in [1usize, 8] {
+        group.bench_function(format!("{consumers}_consumers"), |b| {
+            b.iter_custom(|iters| {
+                let group_id = group_name();
+                let per = iters.div_ceil(consumers as u64);
+                let started = Instant::now();
+                std::thread::scope(|scope| {
+                    for p in 0..consumers {
+                        let wharf = &wharf;
+                        let group_id = &group_id;
+                        scope.spawn(move || {
+                            let mut consumer = wharf
+                                .consumer(group_id)
+                                .assign([("commits", p as u32)])
+                                .build()
+                                .expect("consumer");
+                            for _ in 0..per {
+                                let delivery = consumer
+                                    .poll(Duration::from_secs(10))
+                                    .expect("poll")
+                                    .expect("a record");
+                                consumer.commit_message(&delivery).expect("commit");
+                            }
+                        });
+                    }
+                });
+                started
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per * consumers as u64) as f64)
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, poll, commits);
+criterion_main!(benches);
