@@ -156,7 +156,7 @@ impl Admin {
         let shared = &self.wharf.shared;
         let t = shared.topic(topic)?;
         let g = shared.group(group, true)?;
-        if g.membership.is_active() {
+        if g.is_in_use() {
             return Err(ErrorKind::GroupActive {
                 group: group.to_owned(),
             }

@@ -615,6 +615,7 @@ impl Shared {
             membership: crate::group::membership::Membership::default(),
             offsets,
             damage: load.damaged,
+            consumers: std::sync::atomic::AtomicUsize::new(0),
         });
         groups.insert(name.to_owned(), Arc::clone(&group));
         Ok(group)
@@ -639,7 +640,7 @@ impl Shared {
     pub(crate) fn delete_group(&self, name: &str) -> Result<()> {
         self.check_writable()?;
         let group = self.group(name, false)?;
-        if group.membership.is_active() {
+        if group.is_in_use() {
             return Err(ErrorKind::GroupActive {
                 group: name.to_owned(),
             }

@@ -77,6 +77,9 @@ impl Consumer {
             shared.topic(topic)?.partition(*partition)?;
         }
         let group = shared.group(group_name, true)?;
+        group
+            .consumers
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let signal = Arc::new(Signal::default());
         let mut consumer = Consumer {
             wharf,
@@ -308,8 +311,20 @@ impl Consumer {
             };
             !h.paused && end > h.cursor.position()
         });
-        let rebalanced = self.member.is_some()
-            && (self.group.membership.generation() != self.generation || !self.waiting.is_empty());
+        let rebalanced =
+            self.member.is_some() && self.group.membership.generation() != self.generation;
+        // A partition waiting for its holder to let go: its release wakes the signal; else
+        // wake when the rebalance timeout lets this member take it anyway.
+        let wake = self.member.as_deref().map_or(wake, |member| {
+            self.waiting
+                .iter()
+                .filter_map(|tp| {
+                    self.group
+                        .membership
+                        .takeover_at(member, tp, self.options.rebalance_timeout)
+                })
+                .fold(wake, Instant::min)
+        });
         if !ready && !rebalanced {
             self.signal.wait_until(wake);
         }
@@ -329,6 +344,7 @@ impl Consumer {
             return Ok(());
         }
         let (generation, target) = membership.target(&member);
+        let mut result = Ok(());
         let lost: Vec<TopicPartition> = self
             .held
             .iter()
@@ -337,17 +353,23 @@ impl Consumer {
             .collect();
         if !lost.is_empty() {
             self.run_hook(&lost, false);
-            // The acknowledged progress is safe to commit: nothing unprocessed is skipped.
+            // The acknowledged progress is safe to commit: nothing unprocessed is skipped. A
+            // partition another member already took (after the rebalance timeout) is not ours
+            // to commit any more.
             let entries: Vec<(TopicPartition, u64)> = self
                 .held
                 .iter()
                 .filter(|h| lost.contains(&h.cursor.tp))
+                .filter(|h| membership.holder(&h.cursor.tp).as_deref() == Some(member.as_str()))
                 .map(|h| (h.cursor.tp.clone(), h.cursor.low()))
                 .collect();
-            self.store(entries, false)?;
+            let committed = self.store(entries, false);
             for tp in &lost {
                 self.unhold(tp);
             }
+            // The partitions are let go anyway (their uncommitted records go to the new
+            // owner); a failed commit is reported once, after the rebalance is applied.
+            result = committed;
         }
         let mut gained = Vec::new();
         self.waiting.clear();
@@ -366,7 +388,7 @@ impl Consumer {
             self.run_hook(&gained, true);
         }
         self.generation = generation;
-        Ok(())
+        result
     }
 
     fn run_hook(&mut self, partitions: &[TopicPartition], assigned: bool) {
@@ -681,6 +703,9 @@ impl Consumer {
                 .membership
                 .leave(member, &self.wharf.shared.partition_counts());
         }
+        self.group
+            .consumers
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         result
     }
 }

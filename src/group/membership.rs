@@ -123,6 +123,25 @@ impl Membership {
         free
     }
 
+    /// When `id` may take `tp` at the latest: now if nobody holds it, else when its holder's
+    /// time to let go runs out; `None` if `tp` is not `id`'s to take.
+    pub(crate) fn takeover_at(
+        &self,
+        id: &str,
+        tp: &TopicPartition,
+        timeout: Duration,
+    ) -> Option<Instant> {
+        let st = self.state.lock();
+        if !st.members.get(id).is_some_and(|m| m.target.contains(tp)) {
+            return None;
+        }
+        match st.holders.get(tp) {
+            None => Some(Instant::now()),
+            Some(holder) if holder == id => Some(Instant::now()),
+            Some(_) => st.revoked_since.get(tp).map(|since| *since + timeout),
+        }
+    }
+
     /// Gives `tp` up (if `id` holds it) and wakes the members, one of which may be waiting
     /// for it.
     pub(crate) fn release(&self, id: &str, tp: &TopicPartition) {

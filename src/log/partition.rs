@@ -422,13 +422,15 @@ impl PartitionLog {
                 }
                 st.to_finalize.extend(sealed);
                 self.durable_offset
-                    .store(st.durable.next_offset, Ordering::Release);
+                    .store(st.durable.next_offset, Ordering::SeqCst);
             }
             Err(e) => self.poison_locked(&mut st, e),
         }
         let failed = st.failure.is_some();
         self.sync_done.notify_all();
         drop(st);
+        // Readers of durable records only wait for this, not for an append.
+        self.watchers.notify();
         if failed {
             self.complete_waiters();
         }
@@ -637,7 +639,8 @@ impl PartitionLog {
                 Ok(()) => {
                     st.durable = point;
                     self.durable_offset
-                        .store(point.next_offset, Ordering::Release);
+                        .store(point.next_offset, Ordering::SeqCst);
+                    self.watchers.notify();
                 }
                 Err(e) => self.poison_locked(&mut st, e.clone().into_io()),
             }
