@@ -608,8 +608,12 @@ impl Shared {
             let parent = layout::groups_dir(&self.dir);
             self.vfs.sync_dir(&parent).ctx("sync", &parent)?;
         }
-        let (offsets, load) =
-            OffsetStore::open(Arc::clone(&self.vfs), &dir, self.options.read_only)?;
+        let (offsets, load) = OffsetStore::open(
+            Arc::clone(&self.vfs),
+            &dir,
+            self.options.read_only,
+            self.env.clean,
+        )?;
         let group = Arc::new(Group {
             name: Arc::from(name),
             membership: crate::group::membership::Membership::default(),

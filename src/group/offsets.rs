@@ -137,11 +137,14 @@ struct Replay {
 #[cfg_attr(not(test), allow(dead_code))]
 impl OffsetStore {
     /// Opens the offsets file in `dir`, creating both if missing (unless `read_only`), and
-    /// recovers it (see the module docs).
+    /// recovers it (see the module docs). `synced_whole`: the file was entirely synced when it
+    /// was last closed (a clean shutdown), so an invalid last record is damage, not a torn
+    /// write, and is reported as such.
     pub(crate) fn open(
         vfs: Arc<dyn Vfs>,
         dir: &Path,
         read_only: bool,
+        synced_whole: bool,
     ) -> Result<(OffsetStore, OffsetLoad)> {
         let path = dir.join(OFFSETS_FILE_NAME);
         if !read_only {
@@ -157,7 +160,7 @@ impl OffsetStore {
             let store = Self::from_parts(vfs, dir, path, None, replay, 0);
             return Ok((store, OffsetLoad::default()));
         };
-        let mut replay = replay(&bytes, &path)?;
+        let mut replay = replay(&bytes, &path, synced_whole)?;
         let mut load = OffsetLoad {
             damaged: replay.damage.clone(),
             ..OffsetLoad::default()
@@ -663,7 +666,7 @@ fn read_file(vfs: &dyn Vfs, path: &Path, read_only: bool) -> Result<Option<Vec<u
 }
 
 /// Decodes a file's bytes into the state of its valid records.
-fn replay(bytes: &[u8], path: &Path) -> Result<Replay> {
+fn replay(bytes: &[u8], path: &Path, synced_whole: bool) -> Result<Replay> {
     let (first, header_damage) = match file_header::decode_small(bytes, OFFSETS_MAGIC) {
         Ok(first) => (Some(first), None),
         Err(HeaderError::UnsupportedVersion(found)) => {
@@ -701,6 +704,10 @@ fn replay(bytes: &[u8], path: &Path) -> Result<Replay> {
             "the record at byte position {valid_end} is invalid ({error}) but a valid record \
              follows at byte position {}",
             header_len + next_valid
+        )),
+        Stop::TornTail { error } if synced_whole => Some(format!(
+            "the last record, at byte position {valid_end}, is invalid ({error}) although the \
+             file was synced at the last clean close"
         )),
         Stop::Clean | Stop::TornTail { .. } => None,
     };
@@ -767,11 +774,11 @@ mod tests {
     }
 
     fn open_at(dir: &Path) -> (OffsetStore, OffsetLoad) {
-        OffsetStore::open(Arc::new(StdVfs), dir, false).unwrap()
+        OffsetStore::open(Arc::new(StdVfs), dir, false, false).unwrap()
     }
 
     fn open_read_only(dir: &Path) -> (OffsetStore, OffsetLoad) {
-        OffsetStore::open(Arc::new(StdVfs), dir, true).unwrap()
+        OffsetStore::open(Arc::new(StdVfs), dir, true, false).unwrap()
     }
 
     fn map(entries: &[(TopicPartition, u64)]) -> BTreeMap<TopicPartition, u64> {
@@ -830,7 +837,7 @@ mod tests {
     fn durable_commits_sync_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let (vfs, faults) = FaultyVfs::new();
-        let (store, _) = OffsetStore::open(vfs, dir.path(), false).unwrap();
+        let (store, _) = OffsetStore::open(vfs, dir.path(), false, false).unwrap();
         let before = faults.offsets_syncs.load(Ordering::SeqCst);
         store.commit(&[(tp("t", 0), 9)], true, &no_log).unwrap();
         assert_eq!(faults.offsets_syncs.load(Ordering::SeqCst), before + 1);
@@ -939,6 +946,24 @@ mod tests {
         assert_eq!(load, OffsetLoad::default());
     }
 
+    /// After a clean close the whole file was synced: an invalid last record is damage, not a
+    /// torn write, and is reported (the previous state is used).
+    #[test]
+    fn a_damaged_last_record_after_a_clean_close_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bytes, states, ends) = four_commits(dir.path());
+        let path = dir.path().join(OFFSETS_FILE_NAME);
+        for at in ends[3]..ends[4] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x20;
+            std::fs::write(&path, &damaged).unwrap();
+            let (store, load) =
+                OffsetStore::open(Arc::new(StdVfs), dir.path(), true, true).unwrap();
+            assert_eq!(store.all(), states[3], "byte {at}");
+            assert!(load.damaged.is_some(), "byte {at}: damage must be reported");
+        }
+    }
+
     /// Every single-bit flip gives the state of a prefix of the records, never a changed
     /// value; a flip anywhere but the last record is reported. (Read-only opens, which write
     /// nothing, so the loop is fast.)
@@ -1029,7 +1054,7 @@ mod tests {
         let crc = crc32c::crc32c(&header[..28]);
         header[28..].copy_from_slice(&crc.to_le_bytes());
         std::fs::write(&path, header).unwrap();
-        let err = OffsetStore::open(Arc::new(StdVfs), dir.path(), false).unwrap_err();
+        let err = OffsetStore::open(Arc::new(StdVfs), dir.path(), false, false).unwrap_err();
         assert!(matches!(
             err.kind(),
             ErrorKind::IncompatibleFormat { found: 99, .. }
@@ -1067,7 +1092,7 @@ mod tests {
     fn a_failed_sync_poisons_the_store_and_is_never_reported_as_success() {
         let dir = tempfile::tempdir().unwrap();
         let (vfs, faults) = FaultyVfs::new();
-        let (store, _) = OffsetStore::open(vfs, dir.path(), false).unwrap();
+        let (store, _) = OffsetStore::open(vfs, dir.path(), false, false).unwrap();
         store.commit(&[(tp("t", 0), 1)], true, &no_log).unwrap();
         faults.fail_next_offsets_sync.store(true, Ordering::SeqCst);
         let err = store.commit(&[(tp("t", 0), 2)], true, &no_log).unwrap_err();
@@ -1097,7 +1122,7 @@ mod tests {
     fn a_failed_write_poisons_the_store_and_reopen_recovers() {
         let dir = tempfile::tempdir().unwrap();
         let (vfs, faults) = FaultyVfs::new();
-        let (store, _) = OffsetStore::open(vfs, dir.path(), false).unwrap();
+        let (store, _) = OffsetStore::open(vfs, dir.path(), false, false).unwrap();
         store.commit(&[(tp("t", 0), 1)], false, &no_log).unwrap();
         faults.fail_next_offsets_write.store(true, Ordering::SeqCst);
         let err = store
@@ -1170,7 +1195,7 @@ mod tests {
     fn a_crash_during_compaction_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (vfs, faults) = FaultyVfs::new();
-        let (mut store, _) = OffsetStore::open(vfs, dir.path(), false).unwrap();
+        let (mut store, _) = OffsetStore::open(vfs, dir.path(), false, false).unwrap();
         store.set_compact_threshold(256);
         store.commit(&[(tp("t", 0), 1)], true, &no_log).unwrap();
         faults.fail_next_offsets_sync.store(true, Ordering::SeqCst);
@@ -1209,7 +1234,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (vfs, faults) = FaultyVfs::new();
         faults.offsets_sync_delay_ms.store(3, Ordering::SeqCst);
-        let (store, _) = OffsetStore::open(vfs, dir.path(), false).unwrap();
+        let (store, _) = OffsetStore::open(vfs, dir.path(), false, false).unwrap();
         let syncs = &faults.offsets_syncs;
         let before = syncs.load(Ordering::SeqCst);
         std::thread::scope(|s| {
