@@ -107,7 +107,7 @@ fn offsets_in(deliveries: &[Delivery], partition: u32) -> Vec<u64> {
     deliveries
         .iter()
         .filter(|d| d.partition() == partition)
-        .map(|d| d.offset())
+        .map(Delivery::offset)
         .collect()
 }
 
@@ -309,11 +309,11 @@ fn poll_poll_batch_recv_and_iter_deliver_each_record_once_in_offset_order() {
     offsets.push(one.offset());
     let batch = c.poll_batch(4, GUARD).unwrap();
     assert_eq!(batch.len(), 4, "poll_batch delivers up to max");
-    offsets.extend(batch.iter().map(|d| d.offset()));
+    offsets.extend(batch.iter().map(Delivery::offset));
     let received = c.recv().unwrap();
     offsets.push(received.offset());
     let iterated: Vec<Delivery> = c.iter().take(6).map(Result::unwrap).collect();
-    offsets.extend(iterated.iter().map(|d| d.offset()));
+    offsets.extend(iterated.iter().map(Delivery::offset));
     assert_eq!(offsets, (0..12).collect::<Vec<u64>>());
     assert!(c.poll(SHORT).unwrap().is_none(), "nothing left");
     assert!(c.poll_batch(10, SHORT).unwrap().is_empty(), "nothing left");
@@ -660,7 +660,7 @@ fn acks_in_any_order_from_another_thread_and_commit_acked_commits_the_lowest_una
     std::thread::spawn(move || ack_all(second)).join().unwrap();
     c.commit_acked().unwrap();
     assert_eq!(c.committed(&tp("t", 0)), Some(8), "0..8 acked, 8 is not");
-    let rest_offsets: Vec<u64> = got.iter().map(|d| d.offset()).collect();
+    let rest_offsets: Vec<u64> = got.iter().map(Delivery::offset).collect();
     assert_eq!(rest_offsets, vec![8, 9]);
     // commit_acked settles nothing: 8 and 9 are still pending, acking them still works.
     ack_all(got);

@@ -13,10 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cursor::Cursor;
-use super::delivery::Delivery;
+use super::delivery::{Delivery, Fetched};
 use super::options::{CommitPolicy, ConsumerOptions, FETCH_RECORDS, SeekTo, StartFrom};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::message::Batch;
 use crate::group::group::Group;
 use crate::log::{PartitionLog, ReadLimits, Signal};
 use crate::topic::TopicPartition;
@@ -41,7 +40,7 @@ pub struct PartitionLag {
 struct Held {
     cursor: Arc<Cursor>,
     /// Records read from the log and not yet delivered, with the index of the next one.
-    buffer: Option<(Batch, usize)>,
+    buffer: Option<(Arc<Fetched>, usize)>,
     paused: bool,
 }
 
@@ -187,27 +186,17 @@ impl Consumer {
         let next_deadline = now + self.options.ack_wait;
         for held in &self.held {
             while out.len() < max {
-                let Some((offset, attempt)) = held.cursor.take_due(now, next_deadline) else {
-                    break;
-                };
-                let limits = ReadLimits {
-                    max_records: 1,
-                    max_bytes: 1,
-                };
+                let Some((offset, attempt)) = held.cursor.take_due(now, next_deadline) else { break };
+                let limits = ReadLimits { max_records: 1, max_bytes: 1 };
                 let batch = match held.cursor.log.read(offset, limits, false) {
                     Ok(batch) => batch,
                     // Deleted by retention meanwhile: nothing left to deliver.
                     Err(e) if matches!(e.kind(), ErrorKind::OffsetOutOfRange { .. }) => continue,
                     Err(e) => return Err(e),
                 };
-                if let Some(record) = batch.get(0).filter(|m| m.offset() == offset) {
-                    let epoch = held.cursor.epoch();
-                    out.push(Delivery::new(
-                        record.to_message(),
-                        attempt,
-                        Arc::clone(&held.cursor),
-                        epoch,
-                    ));
+                if batch.get(0).is_some_and(|m| m.offset() == offset) {
+                    let (cursor, epoch) = (Arc::clone(&held.cursor), held.cursor.epoch());
+                    out.push(Delivery::new(Arc::new(Fetched { batch, cursor, epoch }), 0, attempt));
                 }
             }
         }
@@ -245,51 +234,27 @@ impl Consumer {
         if held.paused {
             return Ok(0);
         }
-        let exhausted = held
-            .buffer
-            .as_ref()
-            .is_none_or(|(batch, next)| *next >= batch.len());
+        let exhausted = held.buffer.as_ref().is_none_or(|(f, next)| *next >= f.batch.len());
         if exhausted {
-            let limits = ReadLimits {
-                max_records: FETCH_RECORDS.max(max - out.len()),
-                max_bytes: 1 << 20,
-            };
-            let batch = match held
-                .cursor
-                .log
-                .read(held.cursor.position(), limits, durable_only)
-            {
+            let limits = ReadLimits { max_records: FETCH_RECORDS.max(max - out.len()), max_bytes: 1 << 20 };
+            let batch = match held.cursor.log.read(held.cursor.position(), limits, durable_only) {
                 Ok(batch) => batch,
                 // The topic was deleted: the rebalance that follows takes the partition away.
                 Err(e) if matches!(e.kind(), ErrorKind::TopicNotFound { .. }) => return Ok(0),
                 Err(e) => return Err(e),
             };
-            held.buffer = (!batch.is_empty()).then_some((batch, 0));
+            let (cursor, epoch) = (Arc::clone(&held.cursor), held.cursor.epoch());
+            held.buffer = (!batch.is_empty()).then(|| (Arc::new(Fetched { batch, cursor, epoch }), 0));
         }
-        let Some((batch, next)) = held.buffer.as_mut() else {
-            return Ok(0);
-        };
-        let cursor = &held.cursor;
-        let epoch = cursor.epoch();
-        let start = cursor.position();
-        let before = out.len();
-        while out.len() < max && *next < batch.len() {
-            let Some(record) = batch.get(*next) else {
-                break;
-            };
-            out.push(Delivery::new(
-                record.to_message(),
-                1,
-                Arc::clone(cursor),
-                epoch,
-            ));
-            *next += 1;
+        let Some((fetched, next)) = held.buffer.as_mut() else { return Ok(0) };
+        let start = held.cursor.position();
+        let take = (max - out.len()).min(fetched.batch.len() - *next);
+        out.extend((*next..*next + take).map(|i| Delivery::new(Arc::clone(fetched), i, 1)));
+        *next += take;
+        if take > 0 {
+            held.cursor.delivered(start, start + take as u64, Instant::now() + ack_wait);
         }
-        let taken = out.len() - before;
-        if taken > 0 {
-            cursor.delivered(start, start + taken as u64, Instant::now() + ack_wait);
-        }
-        Ok(taken)
+        Ok(take)
     }
 
     /// Sleeps until `deadline`, a redelivery deadline, new data or a rebalance.

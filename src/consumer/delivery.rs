@@ -1,39 +1,94 @@
 //! [`Delivery`]: a record handed to a consumer, to be acknowledged.
+//!
+//! The deliveries of one fetch share one reference-counted [`Fetched`] (the batch read from
+//! the log, the cursor to acknowledge to, the epoch): handing out and dropping a delivery
+//! costs one atomic increment and one decrement. An owned [`Message`] is built only when asked
+//! for (`message()`, `into_message()`, or a `&Message` through `Deref`).
 
 use std::fmt;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 
 use super::cursor::Cursor;
+use crate::clock::Timestamp;
 use crate::error::Result;
-use crate::format::message::Message;
+use crate::format::message::{Batch, Headers, Message, MessageRef};
 
-/// A record delivered to a consumer. Read it through [`Message`] (it dereferences to one);
-/// settle it with [`Delivery::ack`] or with a commit that covers it.
+/// Records read together from one partition, shared by their deliveries.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    pub batch: Batch,
+    pub cursor: Arc<Cursor>,
+    pub epoch: u64,
+}
+
+/// A record delivered to a consumer. Read it with the accessors (or as a [`Message`], to which
+/// it dereferences); settle it with [`Delivery::ack`] or with a commit that covers it.
 ///
 /// Dropped undecided, it is **not** acknowledged: it stays pending and is delivered again
 /// after the consumer's `ack_wait`, or after a restart if no commit covered it.
 #[must_use = "an undecided delivery is delivered again after ack_wait"]
 pub struct Delivery {
-    message: Message,
+    fetched: Arc<Fetched>,
+    index: usize,
     attempt: u32,
-    cursor: Arc<Cursor>,
-    epoch: u64,
+    message: OnceLock<Message>,
 }
 
 impl Delivery {
-    pub(crate) fn new(message: Message, attempt: u32, cursor: Arc<Cursor>, epoch: u64) -> Self {
-        Delivery {
-            message,
-            attempt,
-            cursor,
-            epoch,
-        }
+    pub(crate) fn new(fetched: Arc<Fetched>, index: usize, attempt: u32) -> Self {
+        Delivery { fetched, index, attempt, message: OnceLock::new() }
     }
 
-    /// The record.
-    pub fn message(&self) -> &Message {
-        &self.message
+    fn record(&self) -> Option<MessageRef<'_>> {
+        self.fetched.batch.get(self.index)
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        self.fetched.batch.topic()
+    }
+
+    /// The partition.
+    pub fn partition(&self) -> u32 {
+        self.fetched.batch.partition()
+    }
+
+    /// The record's offset in its partition.
+    pub fn offset(&self) -> u64 {
+        self.record().map_or(0, |r| r.offset())
+    }
+
+    /// The record's timestamp.
+    pub fn timestamp(&self) -> Timestamp {
+        self.record().map_or_else(Timestamp::default, |r| r.timestamp())
+    }
+
+    /// The key, if the record has one.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.record().and_then(|r| r.key())
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &[u8] {
+        self.record().map_or(&[], |r| r.payload())
+    }
+
+    /// The payload as a zero-copy `Bytes`.
+    pub fn payload_bytes(&self) -> Bytes {
+        self.message().payload_bytes()
+    }
+
+    /// The headers, in the order they were sent.
+    pub fn headers(&self) -> Headers<'_> {
+        self.message().headers()
+    }
+
+    /// The value of the first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.message().header(name)
     }
 
     /// Which delivery of this record this is to this group: 1 the first time, 2 after one
@@ -41,6 +96,14 @@ impl Delivery {
     /// a restart starts again at 1.
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// The record as an owned [`Message`] (built on first use, zero-copy).
+    pub fn message(&self) -> &Message {
+                // The index is valid by construction; the fallback is never taken.
+        self.message.get_or_init(|| {
+            self.record().map_or_else(|| Message::empty(self.topic(), self.partition()), |r| r.to_message())
+        })
     }
 
     /// Acknowledges the record: it is done and is never delivered to this group again. Acks
@@ -52,12 +115,13 @@ impl Delivery {
     /// [`crate::ErrorKind::Revoked`] if the partition was taken from this consumer (rebalance,
     /// seek or close) since the delivery: the record will be delivered to its new owner.
     pub fn ack(self) -> Result<()> {
-        self.cursor.ack(self.message.offset(), self.epoch)
+        self.fetched.cursor.ack(self.offset(), self.fetched.epoch)
     }
 
     /// The record, without settling it.
     pub fn into_message(self) -> Message {
-        self.message
+        self.message();
+        self.message.into_inner().unwrap_or_else(|| Message::empty("", 0))
     }
 }
 
@@ -65,16 +129,16 @@ impl Deref for Delivery {
     type Target = Message;
 
     fn deref(&self) -> &Message {
-        &self.message
+        self.message()
     }
 }
 
 impl fmt::Debug for Delivery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Delivery")
-            .field("topic", &self.message.topic())
-            .field("partition", &self.message.partition())
-            .field("offset", &self.message.offset())
+            .field("topic", &self.topic())
+            .field("partition", &self.partition())
+            .field("offset", &self.offset())
             .field("attempt", &self.attempt)
             .finish_non_exhaustive()
     }

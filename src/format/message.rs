@@ -252,6 +252,21 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message with no key, payload or headers.
+    pub(crate) fn empty(topic: &str, partition: u32) -> Self {
+        Message {
+            topic: Arc::from(topic),
+            partition,
+            offset: 0,
+            timestamp: Timestamp::default(),
+            buf: Bytes::new(),
+            key: None,
+            value: 0..0,
+            headers: 0..0,
+            header_count: 0,
+        }
+    }
+
     /// The topic.
     pub fn topic(&self) -> &str {
         &self.topic
