@@ -1,13 +1,17 @@
 //! [`Admin`]: consumer group administration, for operators and tools (Kafka's
 //! `kafka-consumer-groups`): list, describe (committed offset, log end and lag per partition,
-//! members), reset offsets, delete.
+//! members), reset offsets, delete; and the RocketMQ console's dead-letter and delay views:
+//! list, resend and purge a group's dead letters, the delay queue's state.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::clock::Timestamp;
 use crate::consumer::{PartitionLag, lag_of};
 use crate::error::{ErrorKind, Result};
+use crate::retry::dead_letter::{self, DeadLetter};
+use crate::retry::{DELAY_TOPIC, SCHEDULER_GROUP};
 use crate::topic::TopicPartition;
 use crate::wharf::Inner;
 
@@ -86,13 +90,16 @@ impl Admin {
         Admin { wharf }
     }
 
-    /// The consumer groups (with committed offsets or members), sorted.
+    /// The consumer groups (with committed offsets or members), sorted; the delay scheduler's
+    /// internal group is not listed.
     ///
     /// # Errors
     ///
     /// An I/O error listing the groups directory.
     pub fn list_groups(&self) -> Result<Vec<String>> {
-        self.wharf.shared.group_names()
+        let mut names = self.wharf.shared.group_names()?;
+        names.retain(|name| name != SCHEDULER_GROUP);
+        Ok(names)
     }
 
     /// A group's members and, per partition, committed offset, log end, lag and member.
@@ -201,4 +208,93 @@ impl Admin {
         crate::topic::validate_group_name(group)?;
         self.wharf.shared.delete_group(group)
     }
+
+    /// Up to `max` records of `group`'s dead-letter queue from offset `from` of
+    /// `%DLQ%<group>` (0 for the oldest kept), each with where it came from, how often it was
+    /// retried and why it was dead-lettered.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::GroupNotFound`] for a group that neither exists nor has a dead-letter
+    /// queue; [`ErrorKind::InvalidGroupName`]; [`ErrorKind::Corrupt`] or an I/O error reading.
+    pub fn dead_letters(&self, group: &str, from: u64, max: usize) -> Result<Vec<DeadLetter>> {
+        crate::topic::validate_group_name(group)?;
+        dead_letter::list(&self.wharf, group, from, max)
+    }
+
+    /// Appends the dead letter at `offset` of `group`'s queue to the partition it was first
+    /// consumed from, as a new record (its reconsume count starts again at 0), and syncs it.
+    /// It stays in the queue until [`Admin::purge_dead_letters`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::GroupNotFound`]; [`ErrorKind::OffsetOutOfRange`] if no dead letter has
+    /// that offset; [`ErrorKind::TopicNotFound`] if its topic was deleted;
+    /// [`ErrorKind::InvalidConfig`] if it names no origin; errors of the send.
+    pub fn resend_dead_letter(&self, group: &str, offset: u64) -> Result<()> {
+        crate::topic::validate_group_name(group)?;
+        dead_letter::resend_one(&self.wharf, group, offset)
+    }
+
+    /// Resends every dead letter of `group` as [`Admin::resend_dead_letter`] does; returns how
+    /// many. Each chunk of up to 1,000 is checked before any of it is written.
+    ///
+    /// # Errors
+    ///
+    /// As [`Admin::resend_dead_letter`]; chunks before a failing one were resent.
+    pub fn resend_dead_letters(&self, group: &str) -> Result<usize> {
+        crate::topic::validate_group_name(group)?;
+        dead_letter::resend_all(&self.wharf, group)
+    }
+
+    /// Deletes every dead letter of `group`; returns how many there were.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::GroupNotFound`]; an I/O error deleting.
+    pub fn purge_dead_letters(&self, group: &str) -> Result<u64> {
+        crate::topic::validate_group_name(group)?;
+        dead_letter::purge(&self.wharf, group)
+    }
+
+    /// The delayed records waiting per level, and what the delay scheduler did since open.
+    pub fn delay_status(&self) -> DelayStatus {
+        let shared = &self.wharf.shared;
+        let mut status = DelayStatus::default();
+        if let Ok(topic) = shared.topic(DELAY_TOPIC) {
+            let group = shared.group(SCHEDULER_GROUP, false).ok();
+            for log in &topic.partitions {
+                let tp = TopicPartition::new(DELAY_TOPIC, log.partition());
+                let done = group
+                    .as_ref()
+                    .and_then(|g| g.offsets.committed(&tp))
+                    .unwrap_or(0);
+                status.waiting.push(
+                    log.next_offset()
+                        .saturating_sub(done.max(log.start_offset())),
+                );
+            }
+        }
+        shared.with_scheduler_stats(|stats| {
+            status.moved = stats.moved.load(Ordering::Relaxed);
+            status.dropped = stats.dropped.load(Ordering::Relaxed);
+            status.error.clone_from(&stats.last_error.lock());
+        });
+        status
+    }
+}
+
+/// The delay queue's state, from [`Admin::delay_status`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DelayStatus {
+    /// Records waiting, per delay level (index 0 is level 1).
+    pub waiting: Vec<u64>,
+    /// Records moved to their targets since the Wharf was opened.
+    pub moved: u64,
+    /// Records dropped since the Wharf was opened because their target topic was deleted or
+    /// no longer takes them.
+    pub dropped: u64,
+    /// The error of the scheduler's last round, if it failed (it retries).
+    pub error: Option<String>,
 }

@@ -8,6 +8,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use parking_lot::Mutex;
+
 /// Milliseconds since the Unix epoch, as Kafka record timestamps are.
 ///
 /// Negative values are allowed (times before 1970) and ordered as integers.
@@ -77,7 +79,18 @@ impl fmt::Debug for Timestamp {
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current wall-clock time.
     fn now(&self) -> Timestamp;
+
+    /// Registers `callback` to be called whenever the time is changed by other means than its
+    /// passing (a clock that is set or advanced by hand). Threads that sleep until a time on
+    /// this clock (the delay scheduler) register here so a jump wakes them. The default does
+    /// nothing: a real clock moves by itself, and sleepers wake at least once a second.
+    fn on_change(&self, callback: ClockCallback) {
+        drop(callback);
+    }
 }
+
+/// What [`Clock::on_change`] calls.
+pub type ClockCallback = Box<dyn Fn() + Send + Sync>;
 
 /// The operating system's clock (the default).
 #[derive(Debug, Default, Clone, Copy)]
@@ -89,10 +102,20 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to; for tests and simulations.
-#[derive(Debug, Default)]
+/// A clock that moves only when told to; for tests and simulations. Setting or advancing it
+/// wakes the threads sleeping until a time on it ([`Clock::on_change`]).
+#[derive(Default)]
 pub struct ManualClock {
     millis: AtomicI64,
+    callbacks: Mutex<Vec<ClockCallback>>,
+}
+
+impl fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManualClock")
+            .field("now", &self.now())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ManualClock {
@@ -100,12 +123,14 @@ impl ManualClock {
     pub fn new(start: Timestamp) -> Self {
         ManualClock {
             millis: AtomicI64::new(start.as_millis()),
+            callbacks: Mutex::new(Vec::new()),
         }
     }
 
     /// Sets the time (it may go backwards, as a real clock can).
     pub fn set(&self, now: Timestamp) {
         self.millis.store(now.as_millis(), Ordering::SeqCst);
+        self.changed();
     }
 
     /// Moves the time forward by `by` (saturating).
@@ -117,12 +142,23 @@ impl ManualClock {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
                 Some(now.saturating_add(ms))
             });
+        self.changed();
+    }
+
+    fn changed(&self) {
+        for callback in self.callbacks.lock().iter() {
+            callback();
+        }
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp(self.millis.load(Ordering::SeqCst))
+    }
+
+    fn on_change(&self, callback: ClockCallback) {
+        self.callbacks.lock().push(callback);
     }
 }
 
@@ -144,7 +180,14 @@ mod tests {
         assert_eq!(clock.now().as_millis(), 1_000);
         clock.advance(Duration::from_secs(2));
         assert_eq!(clock.now().as_millis(), 3_000);
+        let changes = std::sync::Arc::new(AtomicI64::new(0));
+        let seen = std::sync::Arc::clone(&changes);
+        clock.on_change(Box::new(move || {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }));
         clock.set(Timestamp::from_millis(500));
         assert_eq!(clock.now().as_millis(), 500);
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(changes.load(Ordering::SeqCst), 2, "each change is reported");
     }
 }

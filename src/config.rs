@@ -27,6 +27,10 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1024 * 1024;
 /// Longest topic name, as in Kafka.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 
+/// Longest consumer group name: a group's retry and dead-letter topics, `%RETRY%<group>` and
+/// `%DLQ%<group>`, must be valid topic names.
+pub const MAX_GROUP_NAME_LEN: usize = MAX_TOPIC_NAME_LEN - crate::topic::RETRY_PREFIX.len();
+
 /// Default interval of the background flush (sync of `NoWait`/`Write` data): 1 s.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -189,6 +193,8 @@ pub(crate) struct WharfOptions {
     pub flush_interval: Duration,
     pub flush_messages: Option<u64>,
     pub max_pending_async: usize,
+    pub delay_levels: crate::retry::policy::DelayLevels,
+    pub dead_letter_retention: Retention,
 }
 
 impl Default for WharfOptions {
@@ -198,6 +204,9 @@ impl Default for WharfOptions {
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             flush_messages: None,
             max_pending_async: DEFAULT_MAX_PENDING_ASYNC,
+            delay_levels: crate::retry::policy::DelayLevels::default(),
+            dead_letter_retention: Retention::forever()
+                .max_age(crate::retry::DEFAULT_DEAD_LETTER_RETENTION),
         }
     }
 }

@@ -227,6 +227,13 @@ pub enum ErrorKind {
         reason: &'static str,
     },
 
+    /// A delay level or duration outside the delay-level table, or a malformed table.
+    #[error("invalid delay: {reason}")]
+    InvalidDelay {
+        /// What is wrong.
+        reason: String,
+    },
+
     /// The Wharf (or the handle used) was closed.
     #[error("the Wharf is closed")]
     Closed,

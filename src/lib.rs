@@ -92,6 +92,7 @@ mod log;
 mod partitioner;
 mod producer;
 mod reader;
+mod retry;
 mod topic;
 mod vfs;
 mod wharf;
@@ -103,17 +104,21 @@ mod writer;
 struct ReadmeDoctests;
 
 pub use admin::{
-    Admin, GroupDescription, MemberDescription, OffsetChange, PartitionDescription, ResetTo,
+    Admin, DelayStatus, GroupDescription, MemberDescription, OffsetChange, PartitionDescription,
+    ResetTo,
 };
-pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use clock::{Clock, ClockCallback, ManualClock, SystemClock, Timestamp};
 pub use config::{
     DEFAULT_FLUSH_INTERVAL, DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_MAX_MESSAGE_BYTES,
-    DEFAULT_MAX_PENDING_ASYNC, DEFAULT_PARTITIONS, DEFAULT_SEGMENT_BYTES, MAX_PARTITIONS,
-    MAX_SEGMENT_BYTES, MAX_TOPIC_NAME_LEN, MIN_SEGMENT_BYTES, Retention, TopicConfig,
+    DEFAULT_MAX_PENDING_ASYNC, DEFAULT_PARTITIONS, DEFAULT_SEGMENT_BYTES, MAX_GROUP_NAME_LEN,
+    MAX_PARTITIONS, MAX_SEGMENT_BYTES, MAX_TOPIC_NAME_LEN, MIN_SEGMENT_BYTES, Retention,
+    TopicConfig,
 };
 pub use consumer::{
-    CommitPolicy, Consumer, ConsumerBuilder, DEFAULT_ACK_WAIT, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_REBALANCE_TIMEOUT, Delivery, PartitionLag, RebalanceHook, SeekTo, StartFrom,
+    CommitPolicy, ConsumeContext, ConsumeStatus, Consumer, ConsumerBuilder, DEFAULT_ACK_WAIT,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_PUSH_THREADS, DEFAULT_REBALANCE_TIMEOUT, Delivery,
+    PUSH_COMMIT_INTERVAL, PartitionLag, PushConsumer, PushConsumerBuilder, RebalanceHook, SeekTo,
+    StartFrom,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use format::message::{Batch, BatchIter, Headers, Message, MessageRef};
@@ -122,6 +127,13 @@ pub use group::assignment::Assignor;
 pub use partitioner::{DefaultPartitioner, Partitioner, RoundRobinPartitioner, partition_for_key};
 pub use producer::{Producer, ProducerBuilder};
 pub use reader::{DEFAULT_READ_MAX_BYTES, DEFAULT_READ_MAX_RECORDS, PartitionReader, ReadOptions};
+pub use retry::DEFAULT_DEAD_LETTER_RETENTION;
+pub use retry::dead_letter::DeadLetter;
+pub use retry::headers::MessageId;
+pub use retry::policy::{
+    DEFAULT_DELAY_LEVELS, DEFAULT_MAX_RECONSUME_TIMES, Delay, DelayLevel, DelayLevels,
+    FIRST_RETRY_LEVEL, MAX_DELAY, MAX_DELAY_LEVELS, Retry,
+};
 pub use topic::{TopicInfo, TopicPartition, validate_group_name, validate_topic_name};
 pub use wharf::{RecoveryStats, Wharf, WharfBuilder};
 pub use writer::ack::{AckMode, SendHandle, SendReceipt};

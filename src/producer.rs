@@ -13,6 +13,8 @@ use crate::format::batch;
 use crate::format::record::Record;
 use crate::log::PartitionLog;
 use crate::partitioner::{DefaultPartitioner, Partitioner};
+use crate::retry::delayed;
+use crate::retry::policy::Delay;
 use crate::topic::Topic;
 use crate::wharf::Inner;
 use crate::writer::ack::{AckMode, Completion, SendHandle, SendReceipt};
@@ -148,7 +150,13 @@ impl Producer {
         &self,
         records: impl IntoIterator<Item = Record>,
     ) -> Result<Vec<SendReceipt>> {
-        let records: Vec<Record> = records.into_iter().collect();
+        let records: Vec<Record> = records
+            .into_iter()
+            .map(|record| match record.delay {
+                Some(delay) => self.delayed(&record, delay),
+                None => Ok(record),
+            })
+            .collect::<Result<_>>()?;
         // Route every record before writing any: a bad one fails the call with nothing written.
         let mut groups: Vec<Group> = Vec::new();
         let mut placement: Vec<(usize, u64)> = Vec::with_capacity(records.len());
@@ -223,11 +231,23 @@ impl Producer {
 
     /// Appends one record; returns its topic and receipt.
     fn append(&self, record: &Record, ack: AckMode) -> Result<(Arc<Topic>, SendReceipt)> {
+        if let Some(delay) = record.delay {
+            return self.append(&self.delayed(record, delay)?, ack);
+        }
         let topic = self.inner.wharf.shared.topic(&record.topic)?;
         let log = self.route(&topic, record)?;
         let appended = log.append(&[record])?;
         let receipt = receipt(log, appended.base_offset, record, appended.now, ack);
         Ok((topic, receipt))
+    }
+
+    /// The record to store in the delay topic for `record`, sent with `delay`. Its target
+    /// partition is chosen now, by this producer's partitioner.
+    fn delayed(&self, record: &Record, delay: Delay) -> Result<Record> {
+        let shared = &self.inner.wharf.shared;
+        let target = shared.topic(&record.topic)?;
+        let partition = self.route(&target, record)?.partition();
+        delayed::stored_record(shared, record, partition, delay)
     }
 
     /// The partition `record` goes to, after checking its size.

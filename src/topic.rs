@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::{MAX_TOPIC_NAME_LEN, TopicConfig};
+use crate::config::{MAX_GROUP_NAME_LEN, MAX_TOPIC_NAME_LEN, TopicConfig};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::topic_meta::{self, TopicMetaError};
 use crate::layout;
@@ -58,6 +58,12 @@ impl TopicInfo {
     /// The topic's configuration.
     pub fn config(&self) -> &TopicConfig {
         &self.config
+    }
+
+    /// Whether wharf created the topic for itself: the delay topic `%DELAY%`, a group's retry
+    /// topic `%RETRY%<group>` or dead-letter topic `%DLQ%<group>`.
+    pub fn is_internal(&self) -> bool {
+        crate::retry::is_internal(&self.name)
     }
 }
 
@@ -174,14 +180,20 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     }
 }
 
-/// Checks a consumer group name: the same rules as topic names (a group's retry and
-/// dead-letter topics are named after it).
+/// Checks a consumer group name: the same rules as topic names, and at most
+/// [`crate::MAX_GROUP_NAME_LEN`] (242) bytes, so that the group's retry and dead-letter
+/// topics (`%RETRY%<group>`, `%DLQ%<group>`) are valid topic names too.
 ///
 /// # Errors
 ///
 /// [`ErrorKind::InvalidGroupName`] with the reason.
 pub fn validate_group_name(name: &str) -> Result<()> {
-    match name_problem(name) {
+    let problem = if name.len() > MAX_GROUP_NAME_LEN {
+        Some("the name is longer than 242 bytes (its retry topic's name must fit 249)")
+    } else {
+        name_problem(name)
+    };
+    match problem {
         None => Ok(()),
         Some(reason) => Err(ErrorKind::InvalidGroupName {
             name: name.to_owned(),

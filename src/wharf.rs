@@ -10,16 +10,16 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 
 use crate::admin::Admin;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{TopicConfig, WharfOptions};
-use crate::consumer::ConsumerBuilder;
+use crate::config::{Retention, TopicConfig, WharfOptions};
+use crate::consumer::{ConsumerBuilder, PushConsumerBuilder};
 use crate::dir_lock;
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::file_header::{self, CLEAN_MAGIC, DIR_MAGIC, HeaderError};
@@ -29,6 +29,9 @@ use crate::layout;
 use crate::log::{FlushQueue, PartitionEnv, PartitionLog, Prefaulter};
 use crate::producer::ProducerBuilder;
 use crate::reader::PartitionReader;
+use crate::retry::policy::DelayLevels;
+use crate::retry::scheduler::{Scheduler, SchedulerStats};
+use crate::retry::{self, DELAY_TOPIC};
 use crate::topic::TopicPartition;
 use crate::topic::{self, Topic, TopicInfo};
 use crate::vfs::{self, LockGuard, OpenMode, StdVfs, Vfs};
@@ -102,6 +105,10 @@ pub(crate) struct Shared {
     groups: Mutex<HashMap<String, Arc<Group>>>,
     admin: Mutex<()>,
     closed: AtomicBool,
+    /// The delay scheduler, running while the delay topic exists.
+    scheduler: Mutex<Option<Scheduler>>,
+    /// This `Shared` itself, for the threads it starts.
+    this: Weak<Shared>,
 }
 
 /// What recovery did when the Wharf was opened, summed over its partitions.
@@ -169,9 +176,29 @@ impl WharfBuilder {
         self
     }
 
-    /// The clock record timestamps come from. Default: [`SystemClock`].
+    /// The clock record timestamps and delays come from. Default: [`SystemClock`].
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The table of delay levels of delayed records and retries. Default:
+    /// [`DelayLevels::default`], RocketMQ's `1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m
+    /// 30m 1h 2h`.
+    ///
+    /// The delay topic gets one partition per level when it is first created; a later table
+    /// may have fewer levels but not more (sends at the extra levels fail with
+    /// [`ErrorKind::InvalidConfig`]). Records already waiting keep the due time they were sent
+    /// with.
+    pub fn delay_levels(mut self, levels: DelayLevels) -> Self {
+        self.options.delay_levels = levels;
+        self
+    }
+
+    /// Retention of dead-letter topics (`%DLQ%<group>`), fixed when each is created. Default:
+    /// records older than [`crate::DEFAULT_DEAD_LETTER_RETENTION`] (7 days) are deleted.
+    pub fn dead_letter_retention(mut self, retention: Retention) -> Self {
+        self.options.dead_letter_retention = retention;
         self
     }
 
@@ -213,7 +240,7 @@ impl WharfBuilder {
             prefaulter: if read_only { None } else { Prefaulter::start() },
         };
         let topics = open_topics(vfs.as_ref(), &dir, &env)?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|this| Shared {
             dir,
             vfs,
             options: self.options,
@@ -222,7 +249,12 @@ impl WharfBuilder {
             groups: Mutex::new(HashMap::new()),
             admin: Mutex::new(()),
             closed: AtomicBool::new(false),
+            scheduler: Mutex::new(None),
+            this: this.clone(),
         });
+        if !read_only && shared.topic(DELAY_TOPIC).is_ok() {
+            shared.start_scheduler()?;
+        }
         let flusher = if read_only {
             None
         } else {
@@ -426,6 +458,11 @@ impl Wharf {
         ConsumerBuilder::new(Arc::clone(&self.inner), group)
     }
 
+    /// A builder for a listener-driven consumer of `group` (RocketMQ's push consumer).
+    pub fn push_consumer(&self, group: &str) -> PushConsumerBuilder {
+        PushConsumerBuilder::new(Arc::clone(&self.inner), group)
+    }
+
     /// Consumer group administration.
     pub fn admin(&self) -> Admin {
         Admin::new(Arc::clone(&self.inner))
@@ -510,6 +547,7 @@ impl Wharf {
         if shared.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        shared.stop_scheduler();
         if let Some(mut flusher) = self.inner.flusher.lock().take() {
             flusher.stop();
         }
@@ -529,6 +567,7 @@ impl Inner {
         if shared.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        shared.stop_scheduler();
         if let Some(mut flusher) = self.flusher.lock().take() {
             flusher.stop();
         }
@@ -578,6 +617,85 @@ impl Shared {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.options.read_only
+    }
+
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        self.env.clock.as_ref()
+    }
+
+    /// The time on the Wharf's clock.
+    pub(crate) fn now(&self) -> crate::clock::Timestamp {
+        self.env.clock.now()
+    }
+
+    pub(crate) fn delay_levels(&self) -> &DelayLevels {
+        &self.options.delay_levels
+    }
+
+    /// The configuration a new dead-letter topic gets.
+    pub(crate) fn dead_letter_config(&self) -> TopicConfig {
+        retry::internal_config(1, self.options.dead_letter_retention)
+    }
+
+    /// The internal topic `name`, created with `config` if it does not exist.
+    pub(crate) fn ensure_internal_topic(
+        &self,
+        name: &str,
+        config: TopicConfig,
+    ) -> Result<Arc<Topic>> {
+        if let Ok(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        self.create_topic(name, config, true)?;
+        self.topic(name)
+    }
+
+    /// The delay topic, created (with one partition per delay level) and its scheduler
+    /// started if needed.
+    pub(crate) fn delay_topic(&self) -> Result<Arc<Topic>> {
+        if let Ok(topic) = self.topic(DELAY_TOPIC) {
+            return Ok(topic);
+        }
+        let levels = u32::try_from(self.options.delay_levels.len()).unwrap_or(u32::MAX);
+        let topic = self.ensure_internal_topic(
+            DELAY_TOPIC,
+            retry::internal_config(levels, Retention::forever()),
+        )?;
+        self.start_scheduler()?;
+        Ok(topic)
+    }
+
+    /// Starts the delay scheduler unless it runs.
+    fn start_scheduler(&self) -> Result<()> {
+        let mut slot = self.scheduler.lock();
+        if slot.is_some() || self.is_closed() {
+            return Ok(());
+        }
+        let Some(this) = self.this.upgrade() else {
+            return Err(ErrorKind::Closed.into());
+        };
+        *slot =
+            Some(Scheduler::start(&this).ctx("start the delay scheduler thread for", &self.dir)?);
+        Ok(())
+    }
+
+    fn stop_scheduler(&self) {
+        let scheduler = self.scheduler.lock().take();
+        if let Some(mut scheduler) = scheduler {
+            scheduler.stop();
+        }
+    }
+
+    /// Runs `f` with the scheduler's statistics, if it runs.
+    pub(crate) fn with_scheduler_stats<T>(
+        &self,
+        f: impl FnOnce(&SchedulerStats) -> T,
+    ) -> Option<T> {
+        self.scheduler.lock().as_ref().map(|s| f(s.stats()))
     }
 
     /// Partition counts of every topic (what the assignors spread).
@@ -768,7 +886,7 @@ impl Shared {
         Ok(info)
     }
 
-    fn delete_topic(&self, name: &str) -> Result<()> {
+    pub(crate) fn delete_topic(&self, name: &str) -> Result<()> {
         let _admin = self.admin.lock();
         self.check_writable()?;
         let topic = self.topic(name)?;

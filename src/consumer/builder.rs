@@ -13,7 +13,8 @@ use crate::wharf::Inner;
 use crate::writer::ack::AckMode;
 
 /// Builds a [`Consumer`] of a consumer group. Defaults: start from the earliest record,
-/// manual commits made durable with `Fsync`, `ack_wait` 30 s, the range assignor.
+/// manual commits made durable with `Fsync`, `ack_wait` 30 s, the range assignor, 16 retries
+/// before a record is dead-lettered.
 #[must_use]
 pub struct ConsumerBuilder {
     wharf: Arc<Inner>,
@@ -31,7 +32,9 @@ impl ConsumerBuilder {
     }
 
     /// Joins the group's membership for these topics: the group's partitions of them are
-    /// shared among its members in this process, and rebalanced as members come and go.
+    /// shared among its members in this process, and rebalanced as members come and go. The
+    /// group's retry topic `%RETRY%<group>` is subscribed too (created if needed), so records
+    /// the group retries ([`crate::Delivery::nack`]) come back to it.
     pub fn subscribe<S: Into<String>>(mut self, topics: impl IntoIterator<Item = S>) -> Self {
         self.options
             .topics
@@ -40,7 +43,8 @@ impl ConsumerBuilder {
     }
 
     /// Consumes exactly these partitions, without group membership (Kafka's `assign`); the
-    /// group's committed offsets are still used and updated.
+    /// group's committed offsets are still used and updated. The group's retry topic is not
+    /// consumed unless assigned: `("%RETRY%<group>", 0)`.
     pub fn assign<S: Into<String>>(
         mut self,
         partitions: impl IntoIterator<Item = (S, u32)>,
@@ -105,6 +109,14 @@ impl ConsumerBuilder {
     /// Default `false`.
     pub fn read_durable_only(mut self, durable_only: bool) -> Self {
         self.options.durable_only = durable_only;
+        self
+    }
+
+    /// How many times a record is retried ([`crate::Delivery::nack`]) before it goes to the
+    /// group's dead-letter topic instead (RocketMQ's `maxReconsumeTimes`). Default
+    /// [`crate::DEFAULT_MAX_RECONSUME_TIMES`] (16); 0 dead-letters at the first `nack`.
+    pub fn max_reconsume_times(mut self, times: u32) -> Self {
+        self.options.max_reconsume_times = times;
         self
     }
 

@@ -10,14 +10,17 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::cursor::Cursor;
 use super::delivery::{Delivery, Fetched};
 use super::options::{CommitPolicy, ConsumerOptions, FETCH_RECORDS, SeekTo, StartFrom};
+use crate::config::Retention;
 use crate::error::{Error, ErrorKind, Result};
 use crate::group::group::Group;
 use crate::log::{PartitionLog, ReadLimits, Signal};
+use crate::retry::{self, nack::RetryCtx};
 use crate::topic::TopicPartition;
 use crate::wharf::Inner;
 use crate::writer::ack::AckMode;
@@ -50,9 +53,12 @@ struct Held {
 pub struct Consumer {
     wharf: Arc<Inner>,
     group: Arc<Group>,
+    retry: Arc<RetryCtx>,
     member: Option<String>,
     options: ConsumerOptions,
     signal: Arc<Signal>,
+    /// Set to make the current or next poll return at once (the push consumer's shutdown).
+    interrupt: Arc<AtomicBool>,
     generation: u64,
     held: Vec<Held>,
     waiting: Vec<TopicPartition>,
@@ -75,17 +81,41 @@ impl Consumer {
         for (topic, partition) in &options.assigned {
             shared.topic(topic)?.partition(*partition)?;
         }
+        let retry_topic = retry::retry_topic(group_name);
+        let mut options = options;
+        if !options.topics.is_empty() && !options.topics.contains(&retry_topic) {
+            let exists = if shared.is_read_only() {
+                shared.topic(&retry_topic).is_ok()
+            } else {
+                shared.ensure_internal_topic(
+                    &retry_topic,
+                    retry::internal_config(1, Retention::forever()),
+                )?;
+                true
+            };
+            if exists {
+                options.topics.push(retry_topic);
+            }
+        }
         let group = shared.group(group_name, true)?;
         group
             .consumers
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let signal = Arc::new(Signal::default());
+        let retry = Arc::new(RetryCtx::new(
+            Arc::clone(&wharf),
+            group_name,
+            options.max_reconsume_times,
+            options.commit_ack,
+        ));
         let mut consumer = Consumer {
             wharf,
             group,
+            retry,
             member: None,
             options,
             signal,
+            interrupt: Arc::new(AtomicBool::new(false)),
             generation: 0,
             held: Vec::new(),
             waiting: Vec::new(),
@@ -148,7 +178,10 @@ impl Consumer {
             let mut out = Vec::new();
             self.deliver_due(&mut out, max)?;
             self.deliver_new(&mut out, max)?;
-            if !out.is_empty() || Instant::now() >= deadline {
+            if !out.is_empty()
+                || Instant::now() >= deadline
+                || self.interrupt.swap(false, Ordering::AcqRel)
+            {
                 return Ok(out);
             }
             self.sleep(deadline);
@@ -173,6 +206,14 @@ impl Consumer {
         std::iter::from_fn(move || Some(self.recv()))
     }
 
+    /// A handle that makes the current or next poll return at once, from any thread.
+    pub(crate) fn interrupter(&self) -> Interrupter {
+        Interrupter {
+            flag: Arc::clone(&self.interrupt),
+            signal: Arc::clone(&self.signal),
+        }
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.wharf.shared.is_closed() {
             return Err(ErrorKind::Closed.into());
@@ -186,8 +227,13 @@ impl Consumer {
         let next_deadline = now + self.options.ack_wait;
         for held in &self.held {
             while out.len() < max {
-                let Some((offset, attempt)) = held.cursor.take_due(now, next_deadline) else { break };
-                let limits = ReadLimits { max_records: 1, max_bytes: 1 };
+                let Some((offset, attempt)) = held.cursor.take_due(now, next_deadline) else {
+                    break;
+                };
+                let limits = ReadLimits {
+                    max_records: 1,
+                    max_bytes: 1,
+                };
                 let batch = match held.cursor.log.read(offset, limits, false) {
                     Ok(batch) => batch,
                     // Deleted by retention meanwhile: nothing left to deliver.
@@ -195,8 +241,21 @@ impl Consumer {
                     Err(e) => return Err(e),
                 };
                 if batch.get(0).is_some_and(|m| m.offset() == offset) {
-                    let (cursor, epoch) = (Arc::clone(&held.cursor), held.cursor.epoch());
-                    out.push(Delivery::new(Arc::new(Fetched { batch, cursor, epoch }), 0, attempt));
+                    let (cursor, epoch, retry) = (
+                        Arc::clone(&held.cursor),
+                        held.cursor.epoch(),
+                        Arc::clone(&self.retry),
+                    );
+                    out.push(Delivery::new(
+                        Arc::new(Fetched {
+                            batch,
+                            cursor,
+                            epoch,
+                            retry,
+                        }),
+                        0,
+                        attempt,
+                    ));
                 }
             }
         }
@@ -234,25 +293,52 @@ impl Consumer {
         if held.paused {
             return Ok(0);
         }
-        let exhausted = held.buffer.as_ref().is_none_or(|(f, next)| *next >= f.batch.len());
+        let exhausted = held
+            .buffer
+            .as_ref()
+            .is_none_or(|(f, next)| *next >= f.batch.len());
         if exhausted {
-            let limits = ReadLimits { max_records: FETCH_RECORDS.max(max - out.len()), max_bytes: 1 << 20 };
-            let batch = match held.cursor.log.read(held.cursor.position(), limits, durable_only) {
+            let limits = ReadLimits {
+                max_records: FETCH_RECORDS.max(max - out.len()),
+                max_bytes: 1 << 20,
+            };
+            let batch = match held
+                .cursor
+                .log
+                .read(held.cursor.position(), limits, durable_only)
+            {
                 Ok(batch) => batch,
                 // The topic was deleted: the rebalance that follows takes the partition away.
                 Err(e) if matches!(e.kind(), ErrorKind::TopicNotFound { .. }) => return Ok(0),
                 Err(e) => return Err(e),
             };
-            let (cursor, epoch) = (Arc::clone(&held.cursor), held.cursor.epoch());
-            held.buffer = (!batch.is_empty()).then(|| (Arc::new(Fetched { batch, cursor, epoch }), 0));
+            let (cursor, epoch, retry) = (
+                Arc::clone(&held.cursor),
+                held.cursor.epoch(),
+                Arc::clone(&self.retry),
+            );
+            held.buffer = (!batch.is_empty()).then(|| {
+                (
+                    Arc::new(Fetched {
+                        batch,
+                        cursor,
+                        epoch,
+                        retry,
+                    }),
+                    0,
+                )
+            });
         }
-        let Some((fetched, next)) = held.buffer.as_mut() else { return Ok(0) };
+        let Some((fetched, next)) = held.buffer.as_mut() else {
+            return Ok(0);
+        };
         let start = held.cursor.position();
         let take = (max - out.len()).min(fetched.batch.len() - *next);
         out.extend((*next..*next + take).map(|i| Delivery::new(Arc::clone(fetched), i, 1)));
         *next += take;
         if take > 0 {
-            held.cursor.delivered(start, start + take as u64, Instant::now() + ack_wait);
+            held.cursor
+                .delivered(start, start + take as u64, Instant::now() + ack_wait);
         }
         Ok(take)
     }
@@ -290,7 +376,7 @@ impl Consumer {
                 })
                 .fold(wake, Instant::min)
         });
-        if !ready && !rebalanced {
+        if !ready && !rebalanced && !self.interrupt.load(Ordering::Acquire) {
             self.signal.wait_until(wake);
         }
         for held in &self.held {
@@ -689,6 +775,20 @@ impl fmt::Debug for Consumer {
             .field("member", &self.member)
             .field("assignment", &self.assignment())
             .finish_non_exhaustive()
+    }
+}
+
+/// Interrupts a consumer's poll ([`Consumer::interrupter`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Interrupter {
+    flag: Arc<AtomicBool>,
+    signal: Arc<Signal>,
+}
+
+impl Interrupter {
+    pub(crate) fn interrupt(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.signal.notify();
     }
 }
 

@@ -115,6 +115,15 @@ impl Cursor {
     }
 
     /// Settles `offset` (a delivery of `epoch` was acknowledged).
+    /// Fails with `Revoked` if deliveries of `epoch` no longer count.
+    pub(crate) fn check(&self, epoch: u64) -> Result<()> {
+        let st = self.state.lock();
+        if st.revoked || st.epoch != epoch {
+            return Err(self.revoked());
+        }
+        Ok(())
+    }
+
     pub(crate) fn ack(&self, offset: u64, epoch: u64) -> Result<()> {
         let mut st = self.state.lock();
         if st.revoked || st.epoch != epoch {

@@ -15,6 +15,11 @@ use super::cursor::Cursor;
 use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::format::message::{Batch, Headers, Message, MessageRef};
+use crate::retry;
+use crate::retry::headers::MessageId;
+use crate::retry::nack::RetryCtx;
+use crate::retry::policy::Retry;
+use crate::topic::RETRY_PREFIX;
 
 /// Records read together from one partition, shared by their deliveries.
 #[derive(Debug)]
@@ -22,13 +27,20 @@ pub(crate) struct Fetched {
     pub batch: Batch,
     pub cursor: Arc<Cursor>,
     pub epoch: u64,
+    /// Where failed records go.
+    pub retry: Arc<RetryCtx>,
 }
 
 /// A record delivered to a consumer. Read it with the accessors (or as a [`Message`], to which
-/// it dereferences); settle it with [`Delivery::ack`] or with a commit that covers it.
+/// it dereferences); settle it with [`Delivery::ack`] or with a commit that covers it, or
+/// with [`Delivery::nack`] (retry it later) or [`Delivery::dead_letter`].
 ///
 /// Dropped undecided, it is **not** acknowledged: it stays pending and is delivered again
 /// after the consumer's `ack_wait`, or after a restart if no commit covered it.
+///
+/// A retried record comes back from the group's retry topic `%RETRY%<group>` (its `topic()`,
+/// `partition()` and `offset()` are those of the copy there); [`Delivery::origin`] says where
+/// it was first consumed and [`Delivery::reconsume_count`] how often it failed.
 #[must_use = "an undecided delivery is delivered again after ack_wait"]
 pub struct Delivery {
     fetched: Arc<Fetched>,
@@ -39,7 +51,12 @@ pub struct Delivery {
 
 impl Delivery {
     pub(crate) fn new(fetched: Arc<Fetched>, index: usize, attempt: u32) -> Self {
-        Delivery { fetched, index, attempt, message: OnceLock::new() }
+        Delivery {
+            fetched,
+            index,
+            attempt,
+            message: OnceLock::new(),
+        }
     }
 
     fn record(&self) -> Option<MessageRef<'_>> {
@@ -63,7 +80,8 @@ impl Delivery {
 
     /// The record's timestamp.
     pub fn timestamp(&self) -> Timestamp {
-        self.record().map_or_else(Timestamp::default, |r| r.timestamp())
+        self.record()
+            .map_or_else(Timestamp::default, |r| r.timestamp())
     }
 
     /// The key, if the record has one.
@@ -91,18 +109,46 @@ impl Delivery {
         self.message().header(name)
     }
 
-    /// Which delivery of this record this is to this group: 1 the first time, 2 after one
-    /// redelivery, … (RocketMQ's reconsume times + 1, NATS's `delivered`). Counted in memory:
-    /// a restart starts again at 1.
+    /// Which delivery of this record this is to this group: 1 the first time, then one more
+    /// per retry ([`Delivery::nack`]) and per redelivery after `ack_wait` (NATS's
+    /// `delivered`). Retries are counted durably, in the record's headers; redeliveries in
+    /// memory, so a restart forgets them.
     pub fn attempt(&self) -> u32 {
-        self.attempt
+        self.attempt.saturating_add(self.reconsume_count())
+    }
+
+    /// How many times this record was retried before this delivery (RocketMQ's reconsume
+    /// times): 0 unless it comes from the retry topic.
+    pub fn reconsume_count(&self) -> u32 {
+        if self.is_retry() {
+            retry::history(self.message()).1
+        } else {
+            0
+        }
+    }
+
+    /// Where this record was first consumed, if it is a retry (`None` for a record consumed
+    /// where it was sent).
+    pub fn origin(&self) -> Option<MessageId> {
+        if self.is_retry() {
+            retry::history(self.message()).0
+        } else {
+            None
+        }
+    }
+
+    fn is_retry(&self) -> bool {
+        self.topic().starts_with(RETRY_PREFIX)
     }
 
     /// The record as an owned [`Message`] (built on first use, zero-copy).
     pub fn message(&self) -> &Message {
-                // The index is valid by construction; the fallback is never taken.
+        // The index is valid by construction; the fallback is never taken.
         self.message.get_or_init(|| {
-            self.record().map_or_else(|| Message::empty(self.topic(), self.partition()), |r| r.to_message())
+            self.record().map_or_else(
+                || Message::empty(self.topic(), self.partition()),
+                |r| r.to_message(),
+            )
         })
     }
 
@@ -118,10 +164,60 @@ impl Delivery {
         self.fetched.cursor.ack(self.offset(), self.fetched.epoch)
     }
 
+    /// Gives the record up for now: a copy is written to the group's retry topic, to be
+    /// delivered again after `retry`'s delay (RocketMQ's `RECONSUME_LATER`), and then this
+    /// delivery is settled, so later records of the partition keep flowing meanwhile. A record
+    /// already retried `max_reconsume_times` goes to the dead-letter topic `%DLQ%<group>`
+    /// instead.
+    ///
+    /// The copy is written at the consumer's `commit_ack` durability (`Fsync` by default)
+    /// before the original is settled: a crash in between delivers the original again while
+    /// the copy also exists (a duplicate, never a loss).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::InvalidDelay`] for a level outside the table or a delay longer
+    /// than its longest level; [`crate::ErrorKind::Revoked`]; an error of the write. On error
+    /// the delivery stays pending: it is delivered again after `ack_wait`.
+    pub fn nack(self, retry: Retry) -> Result<()> {
+        self.settle_with(|ctx, message| ctx.retry(message, retry, None))
+    }
+
+    /// As [`Delivery::nack`], recording `reason` with the copy (the `wharf.reason` header,
+    /// shown by [`crate::Admin::dead_letters`] if it ends there).
+    ///
+    /// # Errors
+    ///
+    /// As [`Delivery::nack`].
+    pub fn nack_with_reason(self, retry: Retry, reason: &str) -> Result<()> {
+        self.settle_with(|ctx, message| ctx.retry(message, retry, Some(reason)))
+    }
+
+    /// Sends the record to the group's dead-letter topic `%DLQ%<group>` at once, with
+    /// `reason`, and settles it; the same durability rule as [`Delivery::nack`] applies.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Revoked`]; an error of the write. On error the delivery stays
+    /// pending.
+    pub fn dead_letter(self, reason: &str) -> Result<()> {
+        self.settle_with(|ctx, message| ctx.dead_letter(message, reason))
+    }
+
+    /// Writes a copy with `write`, then settles the delivery.
+    fn settle_with(self, write: impl FnOnce(&RetryCtx, &Message) -> Result<()>) -> Result<()> {
+        let fetched = &self.fetched;
+        fetched.cursor.check(fetched.epoch)?;
+        write(&fetched.retry, self.message())?;
+        fetched.cursor.ack(self.offset(), fetched.epoch)
+    }
+
     /// The record, without settling it.
     pub fn into_message(self) -> Message {
         self.message();
-        self.message.into_inner().unwrap_or_else(|| Message::empty("", 0))
+        self.message
+            .into_inner()
+            .unwrap_or_else(|| Message::empty("", 0))
     }
 }
 

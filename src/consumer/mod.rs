@@ -1,5 +1,6 @@
 //! Consuming: [`Consumer`] (poll, commit, seek, pause, lag), [`Delivery`] (a record to
-//! acknowledge), and how they are configured ([`options`]). See [`consumer`] for the poll
+//! acknowledge, retry or dead-letter), [`PushConsumer`] (a listener run by worker threads),
+//! and how they are configured ([`options`]). See [`consumer`] for the poll
 //! loop and [`cursor`] for how acknowledgements become committed offsets.
 
 mod builder;
@@ -8,6 +9,7 @@ mod consumer;
 mod cursor;
 mod delivery;
 mod options;
+mod push;
 
 pub use builder::ConsumerBuilder;
 pub(crate) use consumer::lag_of;
@@ -16,4 +18,8 @@ pub use delivery::Delivery;
 pub use options::{
     CommitPolicy, DEFAULT_ACK_WAIT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REBALANCE_TIMEOUT,
     RebalanceHook, SeekTo, StartFrom,
+};
+pub use push::{
+    ConsumeContext, ConsumeStatus, DEFAULT_PUSH_THREADS, PUSH_COMMIT_INTERVAL, PushConsumer,
+    PushConsumerBuilder,
 };

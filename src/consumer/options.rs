@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::group::assignment::Assignor;
+use crate::retry::policy::DEFAULT_MAX_RECONSUME_TIMES;
 use crate::topic::TopicPartition;
 use crate::writer::ack::AckMode;
 
@@ -90,6 +91,7 @@ pub(crate) struct ConsumerOptions {
     pub assignor: Assignor,
     pub rebalance_timeout: Duration,
     pub durable_only: bool,
+    pub max_reconsume_times: u32,
     pub on_assign: Option<RebalanceHook>,
     pub on_revoke: Option<RebalanceHook>,
 }
@@ -107,6 +109,7 @@ impl Default for ConsumerOptions {
             assignor: Assignor::default(),
             rebalance_timeout: DEFAULT_REBALANCE_TIMEOUT,
             durable_only: false,
+            max_reconsume_times: DEFAULT_MAX_RECONSUME_TIMES,
             on_assign: None,
             on_revoke: None,
         }
@@ -125,6 +128,7 @@ impl fmt::Debug for ConsumerOptions {
             .field("max_in_flight", &self.max_in_flight)
             .field("assignor", &self.assignor)
             .field("durable_only", &self.durable_only)
+            .field("max_reconsume_times", &self.max_reconsume_times)
             .finish_non_exhaustive()
     }
 }

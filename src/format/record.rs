@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 
 use crate::clock::Timestamp;
+use crate::retry::policy::{Delay, DelayLevel};
 
 /// A message to send: a topic, a payload, and optionally a key, headers, a timestamp and an
 /// explicit partition.
@@ -31,6 +32,9 @@ pub struct Record {
     pub timestamp: Option<Timestamp>,
     /// An explicit partition, which overrides the producer's partitioner.
     pub partition: Option<u32>,
+    /// Deliver later: the record waits in the delay topic and is appended to its topic once
+    /// due (see [`Record::delay`]).
+    pub delay: Option<Delay>,
 }
 
 /// A record header: a UTF-8 name and a byte value.
@@ -52,6 +56,7 @@ impl Record {
             headers: Vec::new(),
             timestamp: None,
             partition: None,
+            delay: None,
         }
     }
 
@@ -83,6 +88,31 @@ impl Record {
     #[must_use]
     pub fn partition(mut self, partition: u32) -> Self {
         self.partition = Some(partition);
+        self
+    }
+
+    /// Delivers the record after the delay of `level` (1-based, in the Wharf's table of delay
+    /// levels; RocketMQ's `setDelayTimeLevel`). The record waits in the internal topic
+    /// `%DELAY%` and is appended to its topic when due; the send's receipt names its place in
+    /// `%DELAY%`. Partitioning is decided at the send, as for any record.
+    ///
+    /// ```
+    /// use wharf::Record;
+    /// let reminder = Record::new("reminders", "call back").delay(4); // 30 s by default
+    /// # assert!(reminder.delay.is_some());
+    /// ```
+    #[must_use]
+    pub fn delay(mut self, level: u8) -> Self {
+        self.delay = Some(Delay::Level(DelayLevel::new(level)));
+        self
+    }
+
+    /// Delivers the record after at least `delay`, **rounded up** to the shortest delay level
+    /// that long (never early, at most one level's gap late): each level is one log in due
+    /// order, which is what makes delays cheap and durable. See [`Record::delay`].
+    #[must_use]
+    pub fn delay_for(mut self, delay: std::time::Duration) -> Self {
+        self.delay = Some(Delay::AtLeast(delay));
         self
     }
 
