@@ -111,14 +111,20 @@ impl Admin {
         crate::topic::validate_group_name(group)?;
         let shared = &self.wharf.shared;
         let g = shared.group(group, false)?;
+        let retry_topic = crate::retry::retry_topic(group);
         let members: Vec<MemberDescription> = g
             .membership
             .describe()
             .into_iter()
-            .map(|(id, topics, assignment)| MemberDescription {
-                id,
-                topics,
-                assignment,
+            .map(|(id, mut topics, assignment)| {
+                // The implicit subscription to the group's own retry topic is not shown; its
+                // partitions are, in `assignment`, once the topic exists.
+                topics.retain(|t| *t != retry_topic);
+                MemberDescription {
+                    id,
+                    topics,
+                    assignment,
+                }
             })
             .collect();
         let committed = g.offsets.all();

@@ -11,6 +11,10 @@
 //!     00000000000000000000.timeindex     time index of that segment
 //!     checkpoint                         durable point of the partition (A/B slots)
 //! <dir>/groups/<group>/offsets           a consumer group's committed offsets
+//! <dir>/topics/%DELAY%/                  internal: delayed records, one partition per level
+//! <dir>/topics/%RETRY%<group>/           internal: a group's retries
+//! <dir>/topics/%DLQ%<group>/             internal: a group's dead letters
+//! <dir>/groups/%DELAY%/offsets           internal: the delay scheduler's progress
 //! <dir>/staging/                         topics being created (moved into topics/ when complete)
 //! <dir>/trash/                           topics being deleted
 //! ```

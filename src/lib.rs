@@ -1,8 +1,9 @@
 //! wharf: an embedded persistent message queue.
 //!
 //! Kafka's log model (topics, partitions, segmented append-only logs with index files) and
-//! RocketMQ's reliability model (selectable acknowledgement levels), linked into your process:
-//! no broker, no network, one directory on disk.
+//! RocketMQ's reliability model (selectable acknowledgement levels, retries with delay levels,
+//! dead-letter queues), linked into your process: no broker, no network, one directory on
+//! disk.
 //!
 //! # Tour
 //!
@@ -55,6 +56,12 @@
 //! makes the log durable up to the committed offsets, then the offsets; committed offsets never
 //! move backwards after a crash and never point past the log end. A delivery is never treated
 //! as processed unless acknowledged or covered by a commit: dropped undecided, it comes back.
+//!
+//! Retries ([`Delivery::nack`], [`PushConsumer`]): the retry or dead-letter copy is written at
+//! the consumer's commit durability before the original is settled, so a crash in between
+//! gives a duplicate, never a loss. Delayed records ([`Record::delay`]) survive restarts and
+//! are delivered once due on the Wharf's [`Clock`], never before; the delay scheduler records
+//! its progress only after the moved copies are synced.
 //!
 //! # Limits
 //!

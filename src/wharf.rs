@@ -619,10 +619,6 @@ impl Shared {
         self.closed.load(Ordering::Acquire)
     }
 
-    pub(crate) fn is_read_only(&self) -> bool {
-        self.options.read_only
-    }
-
     pub(crate) fn clock(&self) -> &dyn Clock {
         self.env.clock.as_ref()
     }
@@ -883,6 +879,12 @@ impl Shared {
         let topic = Arc::new(Topic::open(vfs, name, target, &self.env)?);
         let info = topic.info();
         self.topics.write().insert(Arc::clone(&topic.name), topic);
+        // Members subscribed to a topic before it existed (the group's retry topic, created by
+        // the first nack) take up its partitions now.
+        let counts = self.partition_counts();
+        for group in self.groups.lock().values() {
+            group.membership.topic_created(name, &counts);
+        }
         Ok(info)
     }
 

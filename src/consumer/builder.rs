@@ -33,8 +33,10 @@ impl ConsumerBuilder {
 
     /// Joins the group's membership for these topics: the group's partitions of them are
     /// shared among its members in this process, and rebalanced as members come and go. The
-    /// group's retry topic `%RETRY%<group>` is subscribed too (created if needed), so records
-    /// the group retries ([`crate::Delivery::nack`]) come back to it.
+    /// group's retry topic `%RETRY%<group>` is subscribed too, so records the group retries
+    /// ([`crate::Delivery::nack`]) come back to it: the first nack creates the topic, which
+    /// rebalances the group, and its partition then shows in [`crate::Consumer::assignment`].
+    /// A group that never nacks has no retry topic.
     pub fn subscribe<S: Into<String>>(mut self, topics: impl IntoIterator<Item = S>) -> Self {
         self.options
             .topics

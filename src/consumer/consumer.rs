@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use super::cursor::Cursor;
 use super::delivery::{Delivery, Fetched};
 use super::options::{CommitPolicy, ConsumerOptions, FETCH_RECORDS, SeekTo, StartFrom};
-use crate::config::Retention;
 use crate::error::{Error, ErrorKind, Result};
 use crate::group::group::Group;
 use crate::log::{PartitionLog, ReadLimits, Signal};
@@ -81,21 +80,13 @@ impl Consumer {
         for (topic, partition) in &options.assigned {
             shared.topic(topic)?.partition(*partition)?;
         }
+        // A subscriber also subscribes to the group's retry topic. The topic is created by the
+        // first nack, and its creation rebalances the group, so a group that never nacks has
+        // no retry topic and its members see only the topics they named.
         let retry_topic = retry::retry_topic(group_name);
         let mut options = options;
         if !options.topics.is_empty() && !options.topics.contains(&retry_topic) {
-            let exists = if shared.is_read_only() {
-                shared.topic(&retry_topic).is_ok()
-            } else {
-                shared.ensure_internal_topic(
-                    &retry_topic,
-                    retry::internal_config(1, Retention::forever()),
-                )?;
-                true
-            };
-            if exists {
-                options.topics.push(retry_topic);
-            }
+            options.topics.push(retry_topic);
         }
         let group = shared.group(group_name, true)?;
         group

@@ -185,6 +185,14 @@ impl Membership {
         !self.state.lock().members.is_empty()
     }
 
+    /// Rebalances if a member subscribes to `topic`, which was just created.
+    pub(crate) fn topic_created(&self, topic: &str, partitions: &BTreeMap<String, u32>) {
+        let mut st = self.state.lock();
+        if st.members.values().any(|m| m.topics.contains(topic)) {
+            st.rebalance(partitions);
+        }
+    }
+
     /// Recomputes the assignment after topics changed (a topic was deleted).
     pub(crate) fn refresh(&self, partitions: &BTreeMap<String, u32>) {
         let mut st = self.state.lock();
