@@ -14,7 +14,6 @@ use crate::format::record::Record;
 use crate::log::PartitionLog;
 use crate::partitioner::{DefaultPartitioner, Partitioner};
 use crate::retry::delayed;
-use crate::retry::policy::Delay;
 use crate::topic::Topic;
 use crate::wharf::Inner;
 use crate::writer::ack::{AckMode, Completion, SendHandle, SendReceipt};
@@ -115,6 +114,7 @@ impl Producer {
     ///
     /// As [`Producer::send`].
     pub fn send_with(&self, record: Record, ack: AckMode) -> Result<SendReceipt> {
+        let record = self.undelayed(record)?;
         let (topic, receipt) = self.append(&record, ack)?;
         if ack == AckMode::Fsync {
             topic
@@ -132,6 +132,7 @@ impl Producer {
     /// Errors detected before the hand-off, as [`Producer::send`]; a later background sync
     /// failure shows up as [`ErrorKind::Poisoned`] on the next send to that partition.
     pub fn send_oneway(&self, record: Record) -> Result<()> {
+        let record = self.undelayed(record)?;
         self.append(&record, AckMode::NoWait).map(|_| ())
     }
 
@@ -152,10 +153,7 @@ impl Producer {
     ) -> Result<Vec<SendReceipt>> {
         let records: Vec<Record> = records
             .into_iter()
-            .map(|record| match record.delay {
-                Some(delay) => self.delayed(&record, delay),
-                None => Ok(record),
-            })
+            .map(|record| self.undelayed(record))
             .collect::<Result<_>>()?;
         // Route every record before writing any: a bad one fails the call with nothing written.
         let mut groups: Vec<Group> = Vec::new();
@@ -207,6 +205,10 @@ impl Producer {
     /// other pending send.
     pub fn send_async(&self, record: Record) -> SendHandle {
         let ack = self.inner.ack;
+        let record = match self.undelayed(record) {
+            Ok(record) => record,
+            Err(e) => return SendHandle::done(Err(e)),
+        };
         let (topic, receipt) = match self.append(&record, ack) {
             Ok(appended) => appended,
             Err(e) => return SendHandle::done(Err(e)),
@@ -229,11 +231,9 @@ impl Producer {
         SendHandle::new(completion)
     }
 
-    /// Appends one record; returns its topic and receipt.
+    /// Appends one record (not a delayed one: see [`Producer::undelayed`]); returns its topic
+    /// and receipt.
     fn append(&self, record: &Record, ack: AckMode) -> Result<(Arc<Topic>, SendReceipt)> {
-        if let Some(delay) = record.delay {
-            return self.append(&self.delayed(record, delay)?, ack);
-        }
         let topic = self.inner.wharf.shared.topic(&record.topic)?;
         let log = self.route(&topic, record)?;
         let appended = log.append(&[record])?;
@@ -243,10 +243,15 @@ impl Producer {
 
     /// The record to store in the delay topic for `record`, sent with `delay`. Its target
     /// partition is chosen now, by this producer's partitioner.
-    fn delayed(&self, record: &Record, delay: Delay) -> Result<Record> {
+    ///
+    /// A record without a delay is returned as it is.
+    fn undelayed(&self, record: Record) -> Result<Record> {
+        let Some(delay) = record.delay else {
+            return Ok(record);
+        };
         let shared = &self.inner.wharf.shared;
         let target = shared.topic(&record.topic)?;
-        let partition = self.route(&target, record)?.partition();
+        let partition = self.route(&target, &record)?.partition();
         delayed::stored_record(shared, record, partition, delay)
     }
 

@@ -27,7 +27,7 @@ use super::policy::Delay;
 /// record addressed to the delay topic itself; errors creating the delay topic.
 pub(crate) fn stored_record(
     shared: &Shared,
-    record: &Record,
+    record: Record,
     partition: u32,
     delay: Delay,
 ) -> Result<Record> {
@@ -53,45 +53,55 @@ pub(crate) fn stored_record(
     let due = now
         .as_millis()
         .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
-    let mut headers: Vec<Header> = record
-        .headers
-        .iter()
-        .filter(|h| !h.key.starts_with(DELAY_PREFIX))
-        .cloned()
-        .collect();
-    headers.push(headers::header(DELAY_TARGET, record.topic.to_string()));
+    // The record is consumed: its topic, payload, key and headers move into the stored
+    // record without a copy (a nack writes one of these per call).
+    let mut headers = record.headers;
+    headers.retain(|h| !h.key.starts_with(DELAY_PREFIX));
+    headers.reserve(3);
+    headers.push(headers::header(DELAY_TARGET, record.topic.into_owned()));
     headers.push(headers::header(
         DELAY_TARGET_PARTITION,
         partition.to_string(),
     ));
     headers.push(headers::header(DELAY_DUE, due.to_string()));
-    let mut stored = Record::new(DELAY_TOPIC, record.payload.clone());
-    stored.key.clone_from(&record.key);
+    let mut stored = Record::new(DELAY_TOPIC, record.payload);
+    stored.key = record.key;
     stored.headers = headers;
     stored.timestamp = Some(record.timestamp.unwrap_or(now));
     stored.partition = Some(u32::from(level.get()) - 1);
     Ok(stored)
 }
 
-/// What a record in the delay topic says about its delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Due {
-    pub topic: String,
+/// What a record in the delay topic says about its delivery (borrowed from the record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Due<'a> {
+    pub topic: &'a str,
     pub partition: u32,
     pub at: Timestamp,
 }
 
-impl Due {
-    /// Reads the delay headers of `stored`; `None` if they are missing or unreadable (a record
+impl<'a> Due<'a> {
+    /// Reads the delay headers of `stored`, in one pass over them (this runs once per moved
+    /// record on the scheduler's hot path); `None` if they are missing or unreadable (a record
     /// that was not written by [`stored_record`]).
-    pub(crate) fn read(stored: &MessageRef<'_>) -> Option<Due> {
-        let topic = headers::text(stored.headers(), DELAY_TARGET)?;
-        let partition = headers::number(stored.headers(), DELAY_TARGET_PARTITION)?;
-        let at = headers::number(stored.headers(), DELAY_DUE)?;
+    pub(crate) fn read(stored: &MessageRef<'a>) -> Option<Due<'a>> {
+        let (mut topic, mut partition, mut at) = (None, None, None);
+        for (name, value) in stored.headers() {
+            if !name.starts_with(DELAY_PREFIX) {
+                continue;
+            }
+            let text = || std::str::from_utf8(value).ok();
+            match name {
+                DELAY_TARGET => topic = text(),
+                DELAY_TARGET_PARTITION => partition = text().and_then(|t| t.parse::<u32>().ok()),
+                DELAY_DUE => at = text().and_then(|t| t.parse::<i64>().ok()),
+                _ => {}
+            }
+        }
         Some(Due {
-            topic: topic.to_owned(),
-            partition: u32::try_from(partition).ok()?,
-            at: Timestamp::from_millis(at),
+            topic: topic?,
+            partition: partition?,
+            at: Timestamp::from_millis(at?),
         })
     }
 
@@ -100,7 +110,7 @@ impl Due {
     pub(crate) fn target_record(&self, stored: &MessageRef<'_>, partition: u32) -> Record {
         // Zero-copy: the payload and key are slices of the buffer the stored record was read in.
         let message = stored.to_message();
-        let mut record = Record::new(self.topic.clone(), message.payload_bytes());
+        let mut record = Record::new(self.topic.to_owned(), message.payload_bytes());
         record.key = message.key_bytes();
         record.timestamp = Some(stored.timestamp());
         record.partition = Some(partition);

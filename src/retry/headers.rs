@@ -155,27 +155,6 @@ pub(crate) fn user_headers<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])
         .collect()
 }
 
-/// The value of header `name` read as a decimal number.
-pub(crate) fn number<'a>(
-    mut headers: impl Iterator<Item = (&'a str, &'a [u8])>,
-    name: &str,
-) -> Option<i64> {
-    headers
-        .find(|(n, _)| *n == name)
-        .and_then(|(_, value)| std::str::from_utf8(value).ok())
-        .and_then(|text| text.parse().ok())
-}
-
-/// The value of header `name` as text.
-pub(crate) fn text<'a>(
-    mut headers: impl Iterator<Item = (&'a str, &'a [u8])>,
-    name: &str,
-) -> Option<&'a str> {
-    headers
-        .find(|(n, _)| *n == name)
-        .and_then(|(_, value)| std::str::from_utf8(value).ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

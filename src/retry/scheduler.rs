@@ -278,6 +278,9 @@ impl Run {
         now: Timestamp,
     ) -> Result<Head> {
         loop {
+            // The last target topic (consecutive records mostly go to the same one), looked
+            // up again for each batch.
+            let mut cached: Option<Arc<Topic>> = None;
             let mut moves: Vec<Moves> = Vec::new();
             let mut count = 0;
             let head = loop {
@@ -294,7 +297,7 @@ impl Run {
                 let offset = stored.offset();
                 match Due::read(&stored) {
                     Some(due) if due.at > now => break Some(Head::Waiting(due.at)),
-                    Some(due) => match target(shared, &due) {
+                    Some(due) => match target(shared, &due, &mut cached) {
                         Some((topic, partition)) => {
                             let record = due.target_record(&stored, partition);
                             if record.encoded_len() as u64
@@ -421,9 +424,18 @@ impl Lane {
     }
 }
 
-/// The target topic and partition of `due`, if the topic still exists.
-fn target(shared: &Shared, due: &Due) -> Option<(Arc<Topic>, u32)> {
-    let topic = shared.topic(&due.topic).ok()?;
+/// The target topic and partition of `due`, if the topic still exists. `cached` is the last
+/// target looked up; a deleted topic is noticed by the append, which then fails.
+fn target(
+    shared: &Shared,
+    due: &Due,
+    cached: &mut Option<Arc<Topic>>,
+) -> Option<(Arc<Topic>, u32)> {
+    let topic = match cached.take() {
+        Some(topic) if *topic.name == *due.topic => topic,
+        _ => shared.topic(due.topic).ok()?,
+    };
+    *cached = Some(Arc::clone(&topic));
     let partition = due.partition % topic.config.partitions.max(1);
     Some((topic, partition))
 }
