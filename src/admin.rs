@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use crate::clock::Timestamp;
 use crate::consumer::{PartitionLag, lag_of};
 use crate::error::{ErrorKind, Result};
+use crate::retention::RetentionReport;
 use crate::retry::dead_letter::{self, DeadLetter};
 use crate::retry::{DELAY_TOPIC, SCHEDULER_GROUP};
 use crate::topic::TopicPartition;
@@ -288,6 +289,85 @@ impl Admin {
         });
         status
     }
+
+    /// Runs retention now, over every topic, and returns what it deleted (the background
+    /// thread does the same every `retention_interval`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::ReadOnly`]; the first error met (the other partitions are still done).
+    pub fn enforce_retention(&self) -> Result<RetentionReport> {
+        let shared = &self.wharf.shared;
+        if shared.is_read_only() {
+            return Err(ErrorKind::ReadOnly {
+                dir: shared.dir.clone(),
+            }
+            .into());
+        }
+        crate::retention::run(shared)
+    }
+
+    /// Deletes the records of a partition below `before` (Kafka's `DeleteRecords`): the log
+    /// start moves there (at most to the log end) and the segments wholly below it are
+    /// deleted at once. Reads below the new start get [`ErrorKind::OffsetOutOfRange`];
+    /// consumers positioned there move to it ([`crate::ConsumerBuilder::out_of_range`]).
+    /// Returns the new log start. Survives a crash half way: the deletion completes at the
+    /// next open.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::TopicNotFound`], [`ErrorKind::PartitionOutOfRange`],
+    /// [`ErrorKind::ReadOnly`], [`ErrorKind::Poisoned`], or an I/O error.
+    pub fn delete_records(&self, topic: &str, partition: u32, before: u64) -> Result<u64> {
+        let shared = &self.wharf.shared;
+        let topic = shared.topic(topic)?;
+        let log = topic.partition(partition)?;
+        let removed = log.delete_records(before)?;
+        if removed.segments > 0 {
+            shared.space().freed();
+        }
+        Ok(log.start_offset())
+    }
+
+    /// The Wharf's disk usage and limits.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error measuring the directory or the free space.
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        let shared = &self.wharf.shared;
+        let space = shared.space();
+        let used_bytes = space
+            .recount()
+            .map_err(|e| crate::Error::io("measure the disk usage of", &shared.dir, e))?;
+        let available_bytes = space
+            .available()
+            .map_err(|e| crate::Error::io("measure the free space of", &shared.dir, e))?;
+        Ok(DiskUsage {
+            used_bytes,
+            max_disk_bytes: space.max_bytes(),
+            available_bytes,
+            min_free_bytes: space.min_free_bytes(),
+            unconsumed_dropped: shared.unconsumed_dropped(),
+        })
+    }
+}
+
+/// The Wharf's disk usage and limits, from [`Admin::disk_usage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DiskUsage {
+    /// Bytes the Wharf's files take.
+    pub used_bytes: u64,
+    /// The quota, if set.
+    pub max_disk_bytes: Option<u64>,
+    /// Bytes free on the file system.
+    pub available_bytes: u64,
+    /// The free-space floor, if set.
+    pub min_free_bytes: Option<u64>,
+    /// Records hard size limits deleted before the groups retention waited for consumed
+    /// them, since the Wharf was opened.
+    pub unconsumed_dropped: u64,
 }
 
 /// The delay queue's state, from [`Admin::delay_status`].

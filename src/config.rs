@@ -31,6 +31,17 @@ pub const MAX_TOPIC_NAME_LEN: usize = 249;
 /// `%DLQ%<group>`, must be valid topic names.
 pub const MAX_GROUP_NAME_LEN: usize = MAX_TOPIC_NAME_LEN - crate::topic::RETRY_PREFIX.len();
 
+/// Most consumer groups a topic's retention may wait for ([`Retention::until_consumed_by`]).
+pub const MAX_RETENTION_GROUPS: usize = 64;
+
+/// Default interval between two retention runs: 60 s (Kafka checks every 5 minutes; a small
+/// disk fills faster).
+pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Default most sealed segments kept open (mapped) at once across the Wharf; the least
+/// recently loaded is closed past it, and opened again when read.
+pub const DEFAULT_MAX_OPEN_SEGMENTS: usize = 512;
+
 /// Default interval of the background flush (sync of `NoWait`/`Write` data): 1 s.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -38,15 +49,50 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// would exceed it syncs in its own thread instead (backpressure without unbounded memory).
 pub const DEFAULT_MAX_PENDING_ASYNC: usize = 65_536;
 
-/// Retention limits of a topic. Segments past either limit are deleted whole (never the
-/// active one). `None` means no limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Retention limits of a topic. Segments past a limit are deleted whole, oldest first, and
+/// never the active one. `None` means no limit.
+///
+/// With [`Retention::until_consumed_by`] (or [`Retention::until_consumed`]) a segment is
+/// deleted by age or size only once those consumer groups have committed past it, so an edge
+/// device never deletes what was not consumed yet; [`Retention::hard_max_bytes`] still wins,
+/// and the records it drops unconsumed are counted ([`crate::RetentionReport`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use wharf::Retention;
+/// let retention = Retention::forever()
+///     .max_age(Duration::from_secs(3_600))
+///     .until_consumed_by(["billing"])
+///     .hard_max_bytes(1 << 30);
+/// assert_eq!(retention.max_age, Some(Duration::from_secs(3_600)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Retention {
     /// Delete a segment once its newest record is older than this.
     pub max_age: Option<Duration>,
     /// Delete the oldest segments while the partition holds more than this many bytes.
     pub max_bytes: Option<u64>,
+    /// Which consumer groups must have consumed a segment before `max_age` or `max_bytes`
+    /// may delete it. Default: none.
+    pub keep_unconsumed: KeepUnconsumed,
+    /// Delete the oldest segments while the partition holds more than this many bytes, even
+    /// if they were not consumed.
+    pub hard_max_bytes: Option<u64>,
+}
+
+/// Which consumer groups hold back retention ([`Retention::until_consumed_by`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum KeepUnconsumed {
+    /// Nobody: retention deletes by age and size alone (the default, Kafka's behavior).
+    #[default]
+    No,
+    /// Until each of these groups committed past a segment. A named group that committed
+    /// nothing yet keeps everything.
+    ByGroups(Vec<String>),
+    /// Until every group that committed an offset in the partition committed past a segment.
+    ByAllGroups,
 }
 
 impl Retention {
@@ -55,21 +101,54 @@ impl Retention {
         Retention {
             max_age: None,
             max_bytes: None,
+            keep_unconsumed: KeepUnconsumed::No,
+            hard_max_bytes: None,
         }
     }
 
     /// Sets the age limit.
     #[must_use]
-    pub const fn max_age(mut self, age: Duration) -> Self {
+    pub fn max_age(mut self, age: Duration) -> Self {
         self.max_age = Some(age);
         self
     }
 
     /// Sets the size limit per partition.
     #[must_use]
-    pub const fn max_bytes(mut self, bytes: u64) -> Self {
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
         self.max_bytes = Some(bytes);
         self
+    }
+
+    /// Keeps segments until these consumer groups have committed past them.
+    #[must_use]
+    pub fn until_consumed_by<S: Into<String>>(
+        mut self,
+        groups: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.keep_unconsumed =
+            KeepUnconsumed::ByGroups(groups.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Keeps segments until every group with a committed offset in the partition has
+    /// committed past them.
+    #[must_use]
+    pub fn until_consumed(mut self) -> Self {
+        self.keep_unconsumed = KeepUnconsumed::ByAllGroups;
+        self
+    }
+
+    /// Sets the hard size limit per partition, which deletes even unconsumed segments.
+    #[must_use]
+    pub fn hard_max_bytes(mut self, bytes: u64) -> Self {
+        self.hard_max_bytes = Some(bytes);
+        self
+    }
+
+    /// Whether any limit is set (otherwise retention has nothing to do).
+    pub(crate) fn is_limited(&self) -> bool {
+        self.max_age.is_some() || self.max_bytes.is_some() || self.hard_max_bytes.is_some()
     }
 }
 
@@ -177,10 +256,25 @@ impl TopicConfig {
                 self.max_message_bytes, self.segment_bytes
             )));
         }
-        if self.retention.max_bytes == Some(0) {
+        if self.retention.max_bytes == Some(0) || self.retention.hard_max_bytes == Some(0) {
             return Err(Error::invalid_config(
-                "retention max_bytes must be at least 1",
+                "retention max_bytes and hard_max_bytes must be at least 1",
             ));
+        }
+        if let KeepUnconsumed::ByGroups(groups) = &self.retention.keep_unconsumed {
+            if groups.is_empty() || groups.len() > MAX_RETENTION_GROUPS {
+                return Err(Error::invalid_config(format!(
+                    "until_consumed_by needs 1 to {MAX_RETENTION_GROUPS} groups, got {}",
+                    groups.len()
+                )));
+            }
+            // The delay scheduler's internal group holds back the delay topic's retention.
+            for group in groups
+                .iter()
+                .filter(|g| *g != crate::retry::SCHEDULER_GROUP)
+            {
+                crate::topic::validate_group_name(group)?;
+            }
         }
         Ok(())
     }
@@ -195,6 +289,11 @@ pub(crate) struct WharfOptions {
     pub max_pending_async: usize,
     pub delay_levels: crate::retry::policy::DelayLevels,
     pub dead_letter_retention: Retention,
+    pub retention_interval: Duration,
+    pub max_open_segments: usize,
+    pub max_disk_bytes: Option<u64>,
+    pub min_free_bytes: Option<u64>,
+    pub full_timeout: Duration,
 }
 
 impl Default for WharfOptions {
@@ -207,6 +306,11 @@ impl Default for WharfOptions {
             delay_levels: crate::retry::policy::DelayLevels::default(),
             dead_letter_retention: Retention::forever()
                 .max_age(crate::retry::DEFAULT_DEAD_LETTER_RETENTION),
+            retention_interval: DEFAULT_RETENTION_INTERVAL,
+            max_open_segments: DEFAULT_MAX_OPEN_SEGMENTS,
+            max_disk_bytes: None,
+            min_free_bytes: None,
+            full_timeout: Duration::ZERO,
         }
     }
 }
@@ -225,6 +329,19 @@ impl WharfOptions {
             return Err(Error::invalid_config(
                 "max_pending_async must be at least 1",
             ));
+        }
+        if self.retention_interval.is_zero() {
+            return Err(Error::invalid_config(
+                "retention_interval must be greater than zero",
+            ));
+        }
+        if self.max_open_segments == 0 {
+            return Err(Error::invalid_config(
+                "max_open_segments must be at least 1",
+            ));
+        }
+        if self.max_disk_bytes == Some(0) {
+            return Err(Error::invalid_config("max_disk_bytes must be at least 1"));
         }
         Ok(())
     }

@@ -241,6 +241,18 @@ pub enum ErrorKind {
     /// An operation did not complete within its timeout.
     #[error("timed out")]
     Timeout,
+
+    /// No space for the write: the disk is full, the Wharf's quota (`max_disk_bytes`) is
+    /// reached, or writing would leave less than `min_free_bytes` free. Nothing of the
+    /// refused write was stored; everything acknowledged before is intact. Writes succeed
+    /// again once retention or a deletion frees space.
+    #[error("no space to write {}: {reason}", path.display())]
+    Full {
+        /// The file that would have grown.
+        path: PathBuf,
+        /// Which limit was hit.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -299,6 +311,20 @@ impl Error {
             source: Arc::new(source),
         }
         .into()
+    }
+
+    /// [`ErrorKind::Full`] if `source` says the disk (or a limit) is full, otherwise as
+    /// [`Error::io`]. For the calls that reserve space.
+    pub(crate) fn space(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        if source.kind() == io::ErrorKind::StorageFull {
+            ErrorKind::Full {
+                path: path.into(),
+                reason: source.to_string(),
+            }
+            .into()
+        } else {
+            Error::io(op, path, source)
+        }
     }
 
     /// An I/O error without a path (for internal plumbing that adds context later).

@@ -99,6 +99,7 @@ mod log;
 mod partitioner;
 mod producer;
 mod reader;
+mod retention;
 mod retry;
 mod topic;
 mod vfs;
@@ -111,19 +112,20 @@ mod writer;
 struct ReadmeDoctests;
 
 pub use admin::{
-    Admin, DelayStatus, GroupDescription, MemberDescription, OffsetChange, PartitionDescription,
-    ResetTo,
+    Admin, DelayStatus, DiskUsage, GroupDescription, MemberDescription, OffsetChange,
+    PartitionDescription, ResetTo,
 };
 pub use clock::{Clock, ClockCallback, ManualClock, SystemClock, Timestamp};
 pub use config::{
     DEFAULT_FLUSH_INTERVAL, DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_MAX_MESSAGE_BYTES,
-    DEFAULT_MAX_PENDING_ASYNC, DEFAULT_PARTITIONS, DEFAULT_SEGMENT_BYTES, MAX_GROUP_NAME_LEN,
-    MAX_PARTITIONS, MAX_SEGMENT_BYTES, MAX_TOPIC_NAME_LEN, MIN_SEGMENT_BYTES, Retention,
-    TopicConfig,
+    DEFAULT_MAX_OPEN_SEGMENTS, DEFAULT_MAX_PENDING_ASYNC, DEFAULT_PARTITIONS,
+    DEFAULT_RETENTION_INTERVAL, DEFAULT_SEGMENT_BYTES, KeepUnconsumed, MAX_GROUP_NAME_LEN,
+    MAX_PARTITIONS, MAX_RETENTION_GROUPS, MAX_SEGMENT_BYTES, MAX_TOPIC_NAME_LEN, MIN_SEGMENT_BYTES,
+    Retention, TopicConfig,
 };
 pub use consumer::{
     CommitPolicy, ConsumeContext, ConsumeStatus, Consumer, ConsumerBuilder, DEFAULT_ACK_WAIT,
-    DEFAULT_MAX_IN_FLIGHT, DEFAULT_PUSH_THREADS, DEFAULT_REBALANCE_TIMEOUT, Delivery,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_PUSH_THREADS, DEFAULT_REBALANCE_TIMEOUT, Delivery, OutOfRange,
     PUSH_COMMIT_INTERVAL, PartitionLag, PushConsumer, PushConsumerBuilder, RebalanceHook, SeekTo,
     StartFrom,
 };
@@ -134,6 +136,7 @@ pub use group::assignment::Assignor;
 pub use partitioner::{DefaultPartitioner, Partitioner, RoundRobinPartitioner, partition_for_key};
 pub use producer::{Producer, ProducerBuilder};
 pub use reader::{DEFAULT_READ_MAX_BYTES, DEFAULT_READ_MAX_RECORDS, PartitionReader, ReadOptions};
+pub use retention::RetentionReport;
 pub use retry::DEFAULT_DEAD_LETTER_RETENTION;
 pub use retry::dead_letter::DeadLetter;
 pub use retry::headers::MessageId;

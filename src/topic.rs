@@ -139,7 +139,7 @@ impl Topic {
 fn read_config(vfs: &dyn Vfs, dir: &Path) -> Result<TopicConfig> {
     let path = dir.join(layout::TOPIC_CONF_FILE);
     let file = vfs.open(&path, vfs::OpenMode::Read).ctx("open", &path)?;
-    let mut bytes = vec![0u8; topic_meta::TOPIC_META_LEN + 1];
+    let mut bytes = vec![0u8; topic_meta::MAX_TOPIC_META_LEN + 1];
     let read = file.read_up_to(&mut bytes, 0).ctx("read", &path)?;
     bytes.truncate(read);
     let config = match topic_meta::decode(&bytes) {

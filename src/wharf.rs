@@ -26,9 +26,10 @@ use crate::format::file_header::{self, CLEAN_MAGIC, DIR_MAGIC, HeaderError};
 use crate::group::group::Group;
 use crate::group::offsets::OffsetStore;
 use crate::layout;
-use crate::log::{FlushQueue, PartitionEnv, PartitionLog, Prefaulter};
+use crate::log::{DiskSpace, FlushQueue, OpenSegments, PartitionEnv, PartitionLog, Prefaulter};
 use crate::producer::ProducerBuilder;
 use crate::reader::PartitionReader;
+use crate::retention::RetentionThread;
 use crate::retry::policy::DelayLevels;
 use crate::retry::scheduler::{Scheduler, SchedulerStats};
 use crate::retry::{self, DELAY_TOPIC};
@@ -107,6 +108,11 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     /// The delay scheduler, running while the delay topic exists.
     scheduler: Mutex<Option<Scheduler>>,
+    /// The retention thread (none when read-only).
+    retention: Mutex<Option<RetentionThread>>,
+    /// Records deleted by hard size limits before the groups retention waited for consumed
+    /// them, since the open.
+    unconsumed_dropped: std::sync::atomic::AtomicU64,
     /// This `Shared` itself, for the threads it starts.
     this: Weak<Shared>,
 }
@@ -195,6 +201,49 @@ impl WharfBuilder {
         self
     }
 
+    /// Interval between two retention runs. Default [`crate::DEFAULT_RETENTION_INTERVAL`]
+    /// (60 s). Retention also runs when an append finds no space, and on demand
+    /// ([`crate::Admin::enforce_retention`]).
+    pub fn retention_interval(mut self, interval: Duration) -> Self {
+        self.options.retention_interval = interval;
+        self
+    }
+
+    /// Most sealed segments kept open (mapped) at once. Default
+    /// [`crate::DEFAULT_MAX_OPEN_SEGMENTS`] (512); past it the least recently opened is
+    /// closed, and opened again when read.
+    pub fn max_open_segments(mut self, segments: usize) -> Self {
+        self.options.max_open_segments = segments;
+        self
+    }
+
+    /// Disk quota: the most bytes the Wharf's files may take. Default: none. A write that
+    /// would pass it fails with [`ErrorKind::Full`] (after waiting up to
+    /// [`WharfBuilder::full_timeout`]); nothing acknowledged is lost, and writes succeed again
+    /// once retention or a deletion frees space. Segment files grow in steps (1 MiB, then
+    /// doubling up to the segment size), so set the quota a few segments above what retention
+    /// keeps.
+    pub fn max_disk_bytes(mut self, bytes: u64) -> Self {
+        self.options.max_disk_bytes = Some(bytes);
+        self
+    }
+
+    /// Free-space floor: writes fail with [`ErrorKind::Full`] rather than leave less than
+    /// this many bytes free on the file system. Default: none (a genuinely full disk still
+    /// gives `Full`, never a crash).
+    pub fn min_free_bytes(mut self, bytes: u64) -> Self {
+        self.options.min_free_bytes = Some(bytes);
+        self
+    }
+
+    /// How long a send waits for space (retention running, a deletion) before it fails with
+    /// [`ErrorKind::Full`]. Default: zero, fail at once. While it waits, other sends and syncs
+    /// of the same partition wait too.
+    pub fn full_timeout(mut self, timeout: Duration) -> Self {
+        self.options.full_timeout = timeout;
+        self
+    }
+
     /// Retention of dead-letter topics (`%DLQ%<group>`), fixed when each is created. Default:
     /// records older than [`crate::DEFAULT_DEAD_LETTER_RETENTION`] (7 days) are deleted.
     pub fn dead_letter_retention(mut self, retention: Retention) -> Self {
@@ -238,6 +287,14 @@ impl WharfBuilder {
             flush_messages: self.options.flush_messages,
             max_pending_async: self.options.max_pending_async,
             prefaulter: if read_only { None } else { Prefaulter::start() },
+            space: Arc::new(DiskSpace::new(
+                Arc::clone(&vfs),
+                dir.clone(),
+                self.options.max_disk_bytes,
+                self.options.min_free_bytes,
+            )),
+            full_timeout: self.options.full_timeout,
+            open_segments: Arc::new(OpenSegments::new(self.options.max_open_segments)),
         };
         let topics = open_topics(vfs.as_ref(), &dir, &env)?;
         let shared = Arc::new_cyclic(|this| Shared {
@@ -250,8 +307,22 @@ impl WharfBuilder {
             admin: Mutex::new(()),
             closed: AtomicBool::new(false),
             scheduler: Mutex::new(None),
+            retention: Mutex::new(None),
+            unconsumed_dropped: std::sync::atomic::AtomicU64::new(0),
             this: this.clone(),
         });
+        if !read_only {
+            if shared.env.space.is_limited() {
+                shared
+                    .env
+                    .space
+                    .recount()
+                    .ctx("measure the disk usage of", &shared.dir)?;
+            }
+            let thread = RetentionThread::start(&shared, shared.options.retention_interval)
+                .ctx("start the retention thread for", &shared.dir)?;
+            *shared.retention.lock() = Some(thread);
+        }
         if !read_only && shared.topic(DELAY_TOPIC).is_ok() {
             shared.start_scheduler()?;
         }
@@ -548,6 +619,7 @@ impl Wharf {
             return;
         }
         shared.stop_scheduler();
+        shared.stop_retention();
         if let Some(mut flusher) = self.inner.flusher.lock().take() {
             flusher.stop();
         }
@@ -568,6 +640,7 @@ impl Inner {
             return Ok(());
         }
         shared.stop_scheduler();
+        shared.stop_retention();
         if let Some(mut flusher) = self.flusher.lock().take() {
             flusher.stop();
         }
@@ -624,6 +697,38 @@ impl Shared {
     }
 
     /// The time on the Wharf's clock.
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.options.read_only
+    }
+
+    fn stop_retention(&self) {
+        let thread = self.retention.lock().take();
+        if let Some(mut thread) = thread {
+            thread.stop();
+        }
+    }
+
+    /// The Wharf's disk limits and usage.
+    pub(crate) fn space(&self) -> &DiskSpace {
+        &self.env.space
+    }
+
+    /// Adds to the count of records hard size limits dropped unconsumed.
+    pub(crate) fn count_unconsumed_dropped(&self, records: u64) {
+        self.unconsumed_dropped
+            .fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// Records hard size limits dropped unconsumed since the open.
+    pub(crate) fn unconsumed_dropped(&self) -> u64 {
+        self.unconsumed_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Every topic.
+    pub(crate) fn all_topics(&self) -> Vec<Arc<Topic>> {
+        self.topics.read().values().cloned().collect()
+    }
+
     pub(crate) fn now(&self) -> crate::clock::Timestamp {
         self.env.clock.now()
     }
@@ -634,7 +739,7 @@ impl Shared {
 
     /// The configuration a new dead-letter topic gets.
     pub(crate) fn dead_letter_config(&self) -> TopicConfig {
-        retry::internal_config(1, self.options.dead_letter_retention)
+        retry::internal_config(1, self.options.dead_letter_retention.clone())
     }
 
     /// The internal topic `name`, created with `config` if it does not exist.
@@ -659,7 +764,7 @@ impl Shared {
         let levels = u32::try_from(self.options.delay_levels.len()).unwrap_or(u32::MAX);
         let topic = self.ensure_internal_topic(
             DELAY_TOPIC,
-            retry::internal_config(levels, Retention::forever()),
+            retry::internal_config(levels, retry::consumed_by(retry::SCHEDULER_GROUP)),
         )?;
         self.start_scheduler()?;
         Ok(topic)
@@ -918,6 +1023,7 @@ impl Shared {
         if vfs.remove_dir_all(&trash).is_ok() {
             vfs.sync_dir(&trash_root).ctx("sync", &trash_root)?;
         }
+        self.env.space.freed();
         Ok(())
     }
 }

@@ -1102,7 +1102,20 @@ fn internal_topics_are_listed_as_internal_and_the_scheduler_group_is_hidden() {
         DEFAULT_DEAD_LETTER_RETENTION,
         Duration::from_secs(7 * 24 * 3_600)
     );
-    assert_eq!(config("%RETRY%g").retention, Retention::forever());
+        assert_eq!(
+        config("%RETRY%g").retention,
+        Retention::forever()
+            .max_age(Duration::ZERO)
+            .until_consumed_by(["g"]),
+        "a retry topic keeps what its group has not consumed, and nothing else"
+    );
+    assert_eq!(
+        config("%DELAY%").retention,
+        Retention::forever()
+            .max_age(Duration::ZERO)
+            .until_consumed_by(["%DELAY%"]),
+        "the delay topic keeps what the scheduler has not moved, and nothing else"
+    );
     assert_eq!(wharf.admin().list_groups().unwrap(), ["g"]);
 }
 
@@ -1111,12 +1124,12 @@ fn dead_letter_topics_get_their_own_retention() {
     let dir = tempfile::tempdir().unwrap();
     let retention = Retention::forever().max_bytes(1 << 20);
     let wharf = Wharf::builder(dir.path())
-        .dead_letter_retention(retention)
+                .dead_letter_retention(retention.clone())
         .open()
         .unwrap();
     let topic_retention = Retention::forever().max_age(Duration::from_secs(60));
     wharf
-        .create_topic("t", TopicConfig::default().retention(topic_retention))
+                .create_topic("t", TopicConfig::default().retention(topic_retention.clone()))
         .unwrap();
     wharf
         .producer()
@@ -1131,8 +1144,9 @@ fn dead_letter_topics_get_their_own_retention() {
             .into_iter()
             .find(|t| t.name() == name)
             .unwrap()
-            .config()
+                        .config()
             .retention
+            .clone()
     };
     assert_eq!(retention_of("%DLQ%g"), retention);
     assert_eq!(retention_of("t"), topic_retention);

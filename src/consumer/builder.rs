@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Consumer;
-use super::options::{CommitPolicy, ConsumerOptions, StartFrom};
+use super::options::{CommitPolicy, ConsumerOptions, OutOfRange, StartFrom};
 use crate::error::{Error, Result};
 use crate::group::assignment::Assignor;
 use crate::topic::TopicPartition;
@@ -61,6 +61,13 @@ impl ConsumerBuilder {
     /// [`StartFrom::Earliest`].
     pub fn start_from(mut self, start: StartFrom) -> Self {
         self.options.start_from = start;
+        self
+    }
+
+    /// What to do when the position falls below the log start (records deleted by retention
+    /// or `delete_records`). Default [`OutOfRange::Earliest`]: move to the oldest record left.
+    pub fn out_of_range(mut self, policy: OutOfRange) -> Self {
+        self.options.out_of_range = policy;
         self
     }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::cursor::Cursor;
 use super::delivery::{Delivery, Fetched};
-use super::options::{CommitPolicy, ConsumerOptions, FETCH_RECORDS, SeekTo, StartFrom};
+use super::options::{CommitPolicy, ConsumerOptions, FETCH_RECORDS, OutOfRange, SeekTo, StartFrom};
 use crate::error::{Error, ErrorKind, Result};
 use crate::group::group::Group;
 use crate::log::{PartitionLog, ReadLimits, Signal};
@@ -301,6 +301,15 @@ impl Consumer {
                 Ok(batch) => batch,
                 // The topic was deleted: the rebalance that follows takes the partition away.
                 Err(e) if matches!(e.kind(), ErrorKind::TopicNotFound { .. }) => return Ok(0),
+                // Deleted below the position (retention, `delete_records`).
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::OffsetOutOfRange { start, .. }
+                        if held.cursor.position() < *start)
+                        && self.options.out_of_range == OutOfRange::Earliest =>
+                {
+                    held.cursor.reposition(held.cursor.log.start_offset());
+                    return Ok(0);
+                }
                 Err(e) => return Err(e),
             };
             let (cursor, epoch, retry) = (

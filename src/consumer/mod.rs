@@ -16,7 +16,7 @@ pub(crate) use consumer::lag_of;
 pub use consumer::{Consumer, PartitionLag};
 pub use delivery::Delivery;
 pub use options::{
-    CommitPolicy, DEFAULT_ACK_WAIT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REBALANCE_TIMEOUT,
+    CommitPolicy, DEFAULT_ACK_WAIT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REBALANCE_TIMEOUT, OutOfRange,
     RebalanceHook, SeekTo, StartFrom,
 };
 pub use push::{

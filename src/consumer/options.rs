@@ -35,6 +35,18 @@ pub enum StartFrom {
     Timestamp(Timestamp),
 }
 
+/// What a consumer does when its position in a partition falls below the log start, because
+/// retention or [`crate::Admin::delete_records`] deleted the records there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutOfRange {
+    /// Move to the oldest record still in the log and go on (the default; Kafka's
+    /// `auto.offset.reset=earliest`).
+    #[default]
+    Earliest,
+    /// Fail the poll with [`crate::ErrorKind::OffsetOutOfRange`] until the application seeks.
+    Fail,
+}
+
 /// Where [`crate::Consumer::seek`] moves a partition's position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeekTo {
@@ -84,6 +96,7 @@ pub(crate) struct ConsumerOptions {
     pub topics: Vec<String>,
     pub assigned: Vec<(String, u32)>,
     pub start_from: StartFrom,
+    pub out_of_range: OutOfRange,
     pub commit: CommitPolicy,
     pub commit_ack: AckMode,
     pub ack_wait: Duration,
@@ -102,6 +115,7 @@ impl Default for ConsumerOptions {
             topics: Vec::new(),
             assigned: Vec::new(),
             start_from: StartFrom::default(),
+            out_of_range: OutOfRange::default(),
             commit: CommitPolicy::default(),
             commit_ack: AckMode::Fsync,
             ack_wait: DEFAULT_ACK_WAIT,
@@ -122,6 +136,7 @@ impl fmt::Debug for ConsumerOptions {
             .field("topics", &self.topics)
             .field("assigned", &self.assigned)
             .field("start_from", &self.start_from)
+            .field("out_of_range", &self.out_of_range)
             .field("commit", &self.commit)
             .field("commit_ack", &self.commit_ack)
             .field("ack_wait", &self.ack_wait)

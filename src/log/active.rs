@@ -17,6 +17,7 @@ use super::index::{self, IndexBuilder, IndexCadence, IndexData};
 use super::mmap::{MapWriter, SharedMap};
 use super::prefault::{PREFAULT_CHUNK_BYTES, PREFAULT_GAP_BYTES, Prefaulter};
 use super::segment::{LogData, SegmentView};
+use super::space::DiskSpace;
 use crate::config::TopicConfig;
 use crate::format::batch::{self, BatchPlan};
 use crate::format::file_header::{
@@ -83,6 +84,8 @@ pub(crate) struct ActiveSegment {
     offset_entries: usize,
     time_entries: usize,
     index_room: usize,
+    /// The Wharf's disk limits, checked before the log file grows.
+    space: Option<Arc<DiskSpace>>,
 }
 
 impl ActiveSegment {
@@ -194,7 +197,13 @@ impl ActiveSegment {
             offset_entries: state.offset_entries,
             time_entries: state.time_entries,
             index_room: room,
+            space: None,
         })
+    }
+
+    /// Checks every growth of the log file against the Wharf's disk limits from now on.
+    pub(crate) fn set_space(&mut self, space: Arc<DiskSpace>) {
+        self.space = Some(space);
     }
 
     pub(crate) fn view(&self) -> &Arc<SegmentView> {
@@ -241,7 +250,7 @@ impl ActiveSegment {
         if end > self.capacity {
             return Err(AppendError::SegmentFull);
         }
-        self.reserve(end).map_err(AppendError::Io)?;
+        self.reserve(end, false).map_err(AppendError::Io)?;
         let at = to_usize(self.position);
         let encoded = match self.log.unpublished_mut(at, plan.length) {
             Some(dst) => batch::encode_batch(dst, self.next_offset, records, plan, now),
@@ -272,10 +281,21 @@ impl ActiveSegment {
     }
 
     /// Makes sure the file's space is reserved up to `end` (doubling the reservation).
-    fn reserve(&mut self, end: u64) -> io::Result<()> {
+    /// A `speculative` reservation (prefaulting ahead) only checks the disk limits against the
+    /// usage figure as it stands; an append's own one counts again before it gives up.
+    fn reserve(&mut self, end: u64, speculative: bool) -> io::Result<()> {
         if end > self.allocated {
             let doubled = (self.allocated * 2).max(INITIAL_ALLOCATION_BYTES);
-            let grown = doubled.max(end).min(self.capacity);
+            let mut grown = doubled.max(end).min(self.capacity);
+            if let Some(space) = &self.space {
+                if speculative {
+                    space.try_reserve(grown - self.allocated)?;
+                } else if space.try_reserve(grown - self.allocated).is_err() {
+                    // Near a limit: grow by what this append needs rather than doubling.
+                    grown = end;
+                    space.reserve(grown - self.allocated)?;
+                }
+            }
             self.log_file.allocate(grown)?;
             self.allocated = grown;
         }
@@ -297,7 +317,7 @@ impl ActiveSegment {
             return;
         }
         let end = (start + PREFAULT_CHUNK_BYTES).min(self.capacity);
-        if self.reserve(end).is_err() {
+        if self.reserve(end, true).is_err() {
             // A full disk: the append that needs the space will report it.
             return;
         }

@@ -8,13 +8,17 @@ mod flush_queue;
 mod index;
 mod mmap;
 mod notify;
+mod open_segments;
 mod partition;
 mod prefault;
 mod recovery;
 mod segment;
+mod space;
 
 pub(crate) use flush_queue::FlushQueue;
 pub(crate) use notify::Signal;
-pub(crate) use partition::{PartitionEnv, PartitionLog};
+pub(crate) use open_segments::OpenSegments;
+pub(crate) use partition::{PartitionEnv, PartitionLog, Removed};
 pub(crate) use prefault::Prefaulter;
 pub(crate) use segment::ReadLimits;
+pub(crate) use space::DiskSpace;

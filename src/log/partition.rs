@@ -20,19 +20,23 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::active::{ActiveSegment, AppendError, Durability, SealedSegment};
+use super::active::{
+    ActiveSegment, AppendError, Durability, INITIAL_ALLOCATION_BYTES, SealedSegment,
+};
 use super::checkpoint::CheckpointFile;
 use super::flush_queue::FlushQueue;
 use super::notify::{Signal, Watchers};
+use super::open_segments::OpenSegments;
 use super::prefault::Prefaulter;
 use super::recovery::{self, LastSegment, PartitionSpec, RecoveryReport};
-use super::segment::{LoadCtx, ReadCtx, ReadLimits, Segment};
+use super::segment::{LoadCtx, ReadCtx, ReadLimits, Segment, SegmentStats, SegmentView};
+use super::space::DiskSpace;
 use crate::clock::Clock;
-use crate::config::TopicConfig;
+use crate::config::{Retention, TopicConfig};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::batch::{self, BATCH_HEADER_LEN};
 use crate::format::checkpoint::Checkpoint;
@@ -66,6 +70,12 @@ pub(crate) struct PartitionEnv {
     pub max_pending_async: usize,
     /// Faults active segments in ahead of their writers (none when read-only).
     pub prefaulter: Option<Arc<Prefaulter>>,
+    /// The Wharf's disk quota and free-space floor.
+    pub space: Arc<DiskSpace>,
+    /// How long an append waits for space before it fails with `Full`.
+    pub full_timeout: Duration,
+    /// The sealed segments kept open across the Wharf.
+    pub open_segments: Arc<OpenSegments>,
 }
 
 /// What an append wrote.
@@ -74,6 +84,16 @@ pub(crate) struct Appended {
     pub base_offset: u64,
     /// The append time, used for records without a timestamp.
     pub now: i64,
+}
+
+/// What a deletion of old segments removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Removed {
+    pub segments: u64,
+    /// Bytes of log data in them.
+    pub bytes: u64,
+    /// Records no group retention waited for had consumed (hard size limit only).
+    pub unconsumed: u64,
 }
 
 /// Where the log is durable up to.
@@ -164,7 +184,8 @@ impl PartitionLog {
         let recovered = recovery::recover_partition(&spec)?;
         let mut segments = recovered.sealed;
         let (writer, position, segment_base) = match recovered.last {
-            LastSegment::Active(active) => {
+            LastSegment::Active(mut active) => {
+                active.set_space(Arc::clone(&env.space));
                 segments.push(Arc::new(Segment::loaded(Arc::clone(active.view()))));
                 let at = (active.position(), active.base_offset());
                 (Some(active), at.0, at.1)
@@ -281,6 +302,7 @@ impl PartitionLog {
         };
         let base_offset = active.next_offset();
         let mut rest = records;
+        let mut waited_until: Option<Instant> = None;
         while !rest.is_empty() {
             let room = usize::try_from(self.config.segment_bytes - active.position())
                 .unwrap_or(usize::MAX);
@@ -293,12 +315,31 @@ impl PartitionLog {
                 continue;
             }
             let (chunk, tail) = rest.split_at(take);
-            match active.append(chunk, &plan, now, self.env.prefaulter.as_deref()) {
-                Ok(()) => rest = tail,
-                Err(AppendError::SegmentFull) => self.roll(active)?,
-                Err(AppendError::Io(e)) => {
-                    return Err(Error::io("allocate space in", &active.view().paths.log, e));
+            let full = match active.append(chunk, &plan, now, self.env.prefaulter.as_deref()) {
+                Ok(()) => {
+                    rest = tail;
+                    continue;
                 }
+                Err(AppendError::SegmentFull) => match self.roll(active) {
+                    Ok(()) => continue,
+                    Err(e) if matches!(e.kind(), ErrorKind::Full { .. }) => e,
+                    Err(e) => return Err(e),
+                },
+                Err(AppendError::Io(e)) => {
+                    let e = Error::space("allocate space in", &active.view().paths.log, e);
+                    if !matches!(e.kind(), ErrorKind::Full { .. }) {
+                        return Err(e);
+                    }
+                    e
+                }
+            };
+            // No space: wait (up to `full_timeout` in all) for retention to free some. The
+            // writer lock stays held, so the records of one call stay contiguous; retention
+            // and deletions never take it.
+            let deadline =
+                *waited_until.get_or_insert_with(|| Instant::now() + self.env.full_timeout);
+            if Instant::now() >= deadline || !self.env.space.wait_freed(deadline) {
+                return Err(full);
             }
         }
         let next_offset = active.next_offset();
@@ -331,8 +372,13 @@ impl PartitionLog {
         let base = active.next_offset();
         let paths = SegmentPaths::new(&self.dir, base);
         let vfs = self.env.vfs.as_ref();
-        let next = ActiveSegment::create(vfs, &paths, base, &self.config, Durability::Deferred)
-            .ctx("create", &paths.log)?;
+        self.env
+            .space
+            .reserve(INITIAL_ALLOCATION_BYTES.min(self.config.segment_bytes))
+            .map_err(|e| Error::space("create", &paths.log, e))?;
+        let mut next = ActiveSegment::create(vfs, &paths, base, &self.config, Durability::Deferred)
+            .map_err(|e| Error::space("create", &paths.log, e))?;
+        next.set_space(Arc::clone(&self.env.space));
         let new_view = Arc::clone(next.view());
         let new_log = Arc::clone(next.log_file());
         let sealed = std::mem::replace(active, next).seal();
@@ -681,6 +727,156 @@ impl PartitionLog {
         self.watchers.notify_all();
     }
 
+    /// Applies `retention` at `now` (ms since the epoch): deletes the oldest sealed segments
+    /// past its limits. `consumed`: with consumer-aware retention, the offset every group it
+    /// waits for has committed up to (age and size delete only below it; the hard size limit
+    /// deletes anyway and counts what it dropped above it).
+    pub(crate) fn apply_retention(
+        self: &Arc<Self>,
+        now: i64,
+        retention: &Retention,
+        consumed: Option<u64>,
+    ) -> Result<Removed> {
+        if self.env.read_only || self.state.load(Ordering::Acquire) != STATE_OPEN {
+            return Ok(Removed::default());
+        }
+        let segments: Vec<Arc<Segment>> = self.segments.read().clone();
+        let Some((last, sealed)) = segments.split_last() else {
+            return Ok(Removed::default());
+        };
+        let mut sizes = Vec::with_capacity(sealed.len());
+        for (i, segment) in sealed.iter().enumerate() {
+            let next_base = segments.get(i + 1).map_or(u64::MAX, |s| s.base_offset);
+            sizes.push(self.sealed_stats(segment, next_base)?);
+        }
+        let active_bytes = self.view_of(last, u64::MAX)?.end_position();
+        let mut total = sizes.iter().map(|s| s.bytes).sum::<u64>() + active_bytes;
+        let max_age = retention
+            .max_age
+            .map(|age| i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+        let start = self.start_offset();
+        let mut keep_from = None;
+        let mut unconsumed = 0;
+        for (i, (segment, stats)) in sealed.iter().zip(&sizes).enumerate() {
+            let next_base = segments.get(i + 1).map_or(u64::MAX, |s| s.base_offset);
+            let over = |max: Option<u64>| max.is_some_and(|max| total > max);
+            let expired = max_age.is_some_and(|age| now.saturating_sub(stats.max_timestamp) > age);
+            let soft = over(retention.max_bytes) || expired;
+            let consumed_past = consumed.is_none_or(|c| c >= next_base);
+            if over(retention.hard_max_bytes) {
+                if let Some(c) = consumed {
+                    unconsumed += next_base.saturating_sub(c.max(segment.base_offset).max(start));
+                }
+            } else if !(soft && consumed_past) {
+                break;
+            }
+            total = total.saturating_sub(stats.bytes);
+            keep_from = Some(next_base);
+        }
+        let Some(new_start) = keep_from else {
+            return Ok(Removed::default());
+        };
+        let mut removed = self.delete_before(new_start)?;
+        removed.unconsumed = unconsumed;
+        Ok(removed)
+    }
+
+    /// Moves the log start to `offset` (at most the log end) and deletes the segments wholly
+    /// below it (Kafka's `DeleteRecords`). If that is the whole log, the active segment is
+    /// sealed first so that its space goes too.
+    ///
+    /// Crash safety: the new log start is made durable in the checkpoint first (with the
+    /// data: the checkpoint's own segment is never one deleted), then the segments leave the
+    /// list readers search, then their files are unlinked and the directory synced. A crash
+    /// in between leaves files wholly below the durable log start, which recovery deletes.
+    /// Readers already holding a segment's view keep reading it: the mapping outlives the
+    /// unlinked file until they let go.
+    pub(crate) fn delete_records(self: &Arc<Self>, offset: u64) -> Result<Removed> {
+        if self.env.read_only {
+            return Err(self.read_only_error());
+        }
+        let offset = offset.min(self.next_offset());
+        {
+            let mut guard = self.writer.lock();
+            if let Some(active) = guard.as_mut() {
+                if offset == active.next_offset() && !active.is_empty() {
+                    self.roll(active)?;
+                }
+            }
+        }
+        self.delete_before(offset)
+    }
+
+    fn delete_before(&self, offset: u64) -> Result<Removed> {
+        // The checkpoint must point into a segment that stays: sync (and checkpoint) first.
+        self.sync_and_checkpoint()?;
+        let mut checkpoint = self.checkpoint.lock();
+        if offset <= self.start_offset() {
+            return Ok(Removed::default());
+        }
+        self.start_offset.store(offset, Ordering::Release);
+        if let Some(file) = checkpoint.as_mut() {
+            let last = file.last();
+            file.write(Checkpoint {
+                log_start_offset: offset,
+                ..last
+            })?;
+        }
+        let doomed: Vec<Arc<Segment>> = {
+            let mut segments = self.segments.write();
+            let keep = segments
+                .windows(2)
+                .take_while(|pair| pair[1].base_offset <= offset)
+                .count();
+            segments.drain(..keep).collect()
+        };
+        drop(checkpoint);
+        let mut removed = Removed::default();
+        let vfs = self.env.vfs.as_ref();
+        for segment in &doomed {
+            segment.unload();
+            removed.bytes += match segment.stats() {
+                Some(stats) => stats.bytes,
+                None => vfs
+                    .open(&segment.paths.log, crate::vfs::OpenMode::Read)
+                    .and_then(|file| file.len())
+                    .unwrap_or(0),
+            };
+            for path in [
+                &segment.paths.log,
+                &segment.paths.index,
+                &segment.paths.time_index,
+            ] {
+                match vfs.remove_file(path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(Error::io("delete", path, e));
+                    }
+                    _ => {}
+                }
+            }
+            removed.segments += 1;
+        }
+        if !doomed.is_empty() {
+            vfs.sync_dir(&self.dir).ctx("sync", &self.dir)?;
+        }
+        Ok(removed)
+    }
+
+    /// Size and newest timestamp of a sealed segment, read once (a sealed segment never
+    /// changes).
+    fn sealed_stats(&self, segment: &Arc<Segment>, next_base: u64) -> Result<SegmentStats> {
+        if let Some(stats) = segment.stats() {
+            return Ok(stats);
+        }
+        let view = self.view_of(segment, next_base)?;
+        let stats = SegmentStats {
+            bytes: view.end_position(),
+            max_timestamp: view.max_timestamp(),
+        };
+        segment.set_stats(stats);
+        Ok(stats)
+    }
+
     fn load_ctx(&self, next_offset: u64) -> LoadCtx<'_> {
         LoadCtx {
             vfs: self.env.vfs.as_ref(),
@@ -689,6 +885,17 @@ impl PartitionLog {
             index_interval_bytes: self.config.index_interval_bytes,
             next_offset,
         }
+    }
+
+    /// The view of `segment` (followed by a segment based at `next_base`), opening it if
+    /// needed and recording the open against the Wharf's cap.
+    fn view_of(&self, segment: &Arc<Segment>, next_base: u64) -> Result<Arc<SegmentView>> {
+        if segment.is_loaded() {
+            return segment.view(&self.load_ctx(next_base));
+        }
+        let view = segment.view(&self.load_ctx(next_base))?;
+        self.env.open_segments.opened(segment);
+        Ok(view)
     }
 
     /// The segment holding `offset` and the base offset of the one after it.
@@ -722,7 +929,12 @@ impl PartitionLog {
             let Some((segment, next_base)) = self.segment_for(at) else {
                 break;
             };
-            let view = segment.view(&self.load_ctx(next_base))?;
+            let view = match self.view_of(&segment, next_base) {
+                Ok(view) => view,
+                // Deleted (by retention) since the range check: as if it had come first.
+                Err(_) if at < self.start_offset() => return Err(self.out_of_range(from)),
+                Err(e) => return Err(e),
+            };
             let batch = view.read(&self.ctx, at, until, limits)?;
             if !batch.is_empty() || view.next_offset() > at || next_base == u64::MAX {
                 return Ok(batch);
@@ -758,7 +970,7 @@ impl PartitionLog {
         let until = self.next_offset();
         for (i, segment) in segments.iter().enumerate() {
             let next_base = segments.get(i + 1).map_or(u64::MAX, |s| s.base_offset);
-            let view = segment.view(&self.load_ctx(next_base))?;
+            let view = self.view_of(segment, next_base)?;
             if let Some(offset) = view.offset_for_timestamp(&self.ctx, timestamp, until)? {
                 return Ok(Some(offset.max(self.start_offset())));
             }

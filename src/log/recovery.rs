@@ -212,9 +212,20 @@ struct Walked {
 /// Recovers the partition in `spec.dir`.
 pub(crate) fn recover_partition(spec: &PartitionSpec<'_>) -> Result<Recovered> {
     let mut report = RecoveryReport::default();
-    let bases = list_segments(spec, &mut report)?;
+    let mut bases = list_segments(spec, &mut report)?;
     let cp_path = spec.dir.join(layout::CHECKPOINT_FILE);
     let (mut cp_file, cp) = CheckpointFile::open(spec.vfs, &cp_path, spec.read_only)?;
+    // Segments wholly below the durable log start: a deletion was cut short after it moved
+    // the log start. Finish it.
+    let below = bases
+        .windows(2)
+        .take_while(|pair| pair[1] <= cp.log_start_offset)
+        .count();
+    let deleted: Vec<u64> = bases.drain(..below).collect();
+    if !spec.read_only && !deleted.is_empty() {
+        remove_segments(spec, &deleted, &mut report)?;
+        spec.vfs.sync_dir(spec.dir).ctx("sync", spec.dir)?;
+    }
     if bases.is_empty() {
         return recover_empty(spec, cp, cp_file, report);
     }

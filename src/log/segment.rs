@@ -456,6 +456,17 @@ pub(crate) struct Segment {
     pub base_offset: u64,
     pub paths: SegmentPaths,
     view: Mutex<Option<Arc<SegmentView>>>,
+    /// Set by retention once the segment is sealed.
+    stats: std::sync::OnceLock<SegmentStats>,
+}
+
+/// What retention needs to know of a sealed segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentStats {
+    /// Bytes of the log file up to the end of its data.
+    pub bytes: u64,
+    /// The largest record timestamp in it (ms).
+    pub max_timestamp: i64,
 }
 
 /// What loading a sealed segment needs.
@@ -475,6 +486,7 @@ impl Segment {
             base_offset: view.base_offset,
             paths: view.paths.clone(),
             view: Mutex::new(Some(view)),
+            stats: std::sync::OnceLock::new(),
         }
     }
 
@@ -483,7 +495,23 @@ impl Segment {
             base_offset,
             paths,
             view: Mutex::new(None),
+            stats: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The stats recorded for the sealed segment, if any.
+    pub(crate) fn stats(&self) -> Option<SegmentStats> {
+        self.stats.get().copied()
+    }
+
+    /// Records the sealed segment's stats.
+    pub(crate) fn set_stats(&self, stats: SegmentStats) {
+        let _ = self.stats.set(stats);
+    }
+
+    /// Whether the view is loaded (a read would not open files).
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.view.lock().is_some()
     }
 
     /// Forgets the loaded view; the next [`Self::view`] loads the segment again.

@@ -59,7 +59,15 @@ pub(crate) fn is_internal(topic: &str) -> bool {
     topic == DELAY_TOPIC || topic.starts_with(RETRY_PREFIX) || topic.starts_with(DLQ_PREFIX)
 }
 
-/// The configuration of internal topics (`retention` for dead-letter topics).
+/// Retention of a topic only `group` reads (the delay topic, a retry topic): a segment goes as
+/// soon as the group has committed past it.
+pub(crate) fn consumed_by(group: &str) -> Retention {
+    Retention::forever()
+        .max_age(Duration::ZERO)
+        .until_consumed_by([group])
+}
+
+/// The configuration of internal topics.
 pub(crate) fn internal_config(partitions: u32, retention: Retention) -> TopicConfig {
     TopicConfig::default()
         .partitions(partitions)

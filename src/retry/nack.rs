@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use crate::config::Retention;
 use crate::error::{ErrorKind, Result};
 use crate::format::message::Message;
 use crate::format::record::Record;
@@ -85,7 +84,8 @@ impl RetryCtx {
             reason: reason.map(str::to_owned),
         };
         let topic = retry_topic(&self.group);
-        shared.ensure_internal_topic(&topic, internal_config(1, Retention::forever()))?;
+        shared
+            .ensure_internal_topic(&topic, internal_config(1, super::consumed_by(&self.group)))?;
         let mut record = copy(message, topic, &next);
         record.partition = Some(0);
         record.delay = Some(Delay::Level(level));

@@ -59,6 +59,32 @@ pub(crate) trait Vfs: Send + Sync + fmt::Debug {
     /// Takes an exclusive advisory lock on `path` (creating the file), held until the returned
     /// guard drops; dies with the process.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
+
+    /// Bytes free for this process on the file system holding `path`. Implementations
+    /// without a notion of it report no limit.
+    fn available_space(&self, path: &Path) -> io::Result<u64> {
+        let _ = path;
+        Ok(u64::MAX)
+    }
+
+    /// The total size of the files under `path`, recursively.
+    fn dir_usage(&self, path: &Path) -> io::Result<u64> {
+        let mut total = 0u64;
+        for entry in self.read_dir(path)? {
+            let child = path.join(&entry.name);
+            total = total.saturating_add(if entry.is_dir {
+                self.dir_usage(&child)?
+            } else {
+                match self.open(&child, OpenMode::Read) {
+                    Ok(file) => file.len()?,
+                    // Removed meanwhile.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+                    Err(e) => return Err(e),
+                }
+            });
+        }
+        Ok(total)
+    }
 }
 
 /// Holds a lock taken by [`Vfs::lock`] until dropped.

@@ -92,6 +92,41 @@ impl Vfs for StdVfs {
             Err(e) => Err(e),
         }
     }
+
+    fn available_space(&self, path: &Path) -> io::Result<u64> {
+        fs2::available_space(path)
+    }
+
+    fn dir_usage(&self, path: &Path) -> io::Result<u64> {
+        let mut total = 0u64;
+        for entry in std::fs::read_dir(path)? {
+            let entry = entry?;
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                // Removed meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            total = total.saturating_add(if meta.is_dir() {
+                self.dir_usage(&entry.path())?
+            } else {
+                disk_bytes(&meta)
+            });
+        }
+        Ok(total)
+    }
+}
+
+/// The disk space a file takes: its allocated blocks (preallocated space included).
+#[cfg(unix)]
+fn disk_bytes(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.blocks().saturating_mul(512)
+}
+
+#[cfg(not(unix))]
+fn disk_bytes(meta: &std::fs::Metadata) -> u64 {
+    meta.len()
 }
 
 #[cfg(unix)]
