@@ -169,7 +169,7 @@ fn a_full_disk_fails_the_roll_cleanly_and_appends_resume_after() {
             }
             Err(err) => {
                 assert!((50..150).contains(&i), "only fails while the disk is full");
-                                assert!(matches!(err.kind(), ErrorKind::Full { .. }), "{err}");
+                assert!(matches!(err.kind(), ErrorKind::Full { .. }), "{err}");
                 failures += 1;
             }
         }
@@ -214,7 +214,7 @@ fn a_full_disk_fails_growing_the_active_segment_without_writing() {
             Err(err) => break err,
         }
     };
-        assert!(matches!(err.kind(), ErrorKind::Full { .. }), "{err}");
+    assert!(matches!(err.kind(), ErrorKind::Full { .. }), "{err}");
     assert_eq!(
         wharf.reader("t", 0).expect("reader").end_offset(),
         written,

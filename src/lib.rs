@@ -100,6 +100,8 @@ mod partitioner;
 mod producer;
 mod reader;
 mod retention;
+#[cfg(test)]
+mod retention_tests;
 mod retry;
 mod topic;
 mod vfs;

@@ -13,6 +13,7 @@
 //! (before anything is deleted), so a crash cannot bring back a commit older than what
 //! retention relied on.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -22,7 +23,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::config::KeepUnconsumed;
 use crate::error::Result;
-use crate::log::PartitionLog;
+use crate::group::group::Group;
 use crate::topic::{Topic, TopicPartition};
 use crate::wharf::Shared;
 
@@ -56,75 +57,102 @@ pub(crate) fn run(shared: &Shared) -> Result<RetentionReport> {
     let now = shared.now().as_millis();
     let mut report = RetentionReport::default();
     let mut first_error = None;
-    let topics: Vec<Arc<Topic>> = shared.all_topics();
-    // The floors first, then make the commits they come from durable.
-    let mut work: Vec<(Arc<Topic>, &Arc<PartitionLog>, Option<u64>)> = Vec::new();
-    for topic in &topics {
+    // Whether each group retention waits for could be made durable (synced once per run).
+    let mut synced: HashMap<Arc<str>, bool> = HashMap::new();
+    for topic in shared.all_topics() {
         if !topic.config.retention.is_limited() {
             continue;
         }
         for log in &topic.partitions {
-            match consumed_floor(shared, topic, log.partition()) {
-                Ok(floor) => work.push((Arc::clone(topic), log, floor)),
+            // The floor first, then make the commits it comes from durable: a crash cannot
+            // bring back an older commit. A group whose offsets cannot be synced (a poisoned
+            // store) holds back only the partitions that wait for it.
+            let floor = match consumed_floor(shared, &topic, log.partition()) {
+                Ok(Some((floor, groups))) => {
+                    let durable = groups.iter().all(|group| {
+                        *synced.entry(Arc::clone(&group.name)).or_insert_with(|| {
+                            match shared.sync_group(group) {
+                                Ok(()) => true,
+                                Err(e) => {
+                                    first_error.get_or_insert(e);
+                                    false
+                                }
+                            }
+                        })
+                    });
+                    if !durable {
+                        continue;
+                    }
+                    Some(floor)
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            match log.apply_retention(now, &topic.config.retention, floor) {
+                Ok(removed) => report.add(removed),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
     }
-    if work.is_empty() {
-        return first_error.map_or(Ok(report), Err);
-    }
-    if work.iter().any(|(_, _, floor)| floor.is_some()) {
-        shared.sync_groups()?;
-    }
-    for (topic, log, floor) in work {
-        match log.apply_retention(now, &topic.config.retention, floor) {
-            Ok(removed) => report.add(removed),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
     if report.segments_deleted > 0 {
         shared.space().freed();
         shared.count_unconsumed_dropped(report.unconsumed_dropped);
+    } else if shared.space().is_limited() {
+        // Corrects the usage figure for what reservations do not see (trims, small files).
+        if let Err(e) = shared.space().recount() {
+            first_error.get_or_insert(crate::Error::io(
+                "measure the disk usage of",
+                &shared.dir,
+                e,
+            ));
+        }
     }
     first_error.map_or(Ok(report), Err)
 }
 
 /// The offset below which every group `topic`'s retention waits for has committed, in
-/// `partition`; `None` if it waits for no group.
-fn consumed_floor(shared: &Shared, topic: &Topic, partition: u32) -> Result<Option<u64>> {
+/// `partition`, and the groups whose commits say so; `None` if it waits for no group.
+fn consumed_floor(
+    shared: &Shared,
+    topic: &Topic,
+    partition: u32,
+) -> Result<Option<(u64, Vec<Arc<Group>>)>> {
     let tp = TopicPartition::new(topic.name.to_string(), partition);
-    let committed = |name: &str| -> Result<u64> {
-        match shared.group(name, false) {
-            Ok(group) => Ok(group.offsets.committed(&tp).unwrap_or(0)),
-            // A group that committed nothing keeps everything.
-            Err(e) if matches!(e.kind(), crate::ErrorKind::GroupNotFound { .. }) => Ok(0),
-            Err(e) => Err(e),
-        }
-    };
+    let mut floor = u64::MAX;
+    let mut groups = Vec::new();
     match &topic.config.retention.keep_unconsumed {
-        KeepUnconsumed::No => Ok(None),
-        KeepUnconsumed::ByGroups(groups) => {
-            let mut floor = u64::MAX;
-            for group in groups {
-                floor = floor.min(committed(group)?);
+        KeepUnconsumed::No => return Ok(None),
+        KeepUnconsumed::ByGroups(names) => {
+            for name in names {
+                match shared.group(name, false) {
+                    Ok(group) => {
+                        // A group that committed nothing here keeps everything.
+                        floor = floor.min(group.offsets.committed(&tp).unwrap_or(0));
+                        groups.push(group);
+                    }
+                    Err(e) if matches!(e.kind(), crate::ErrorKind::GroupNotFound { .. }) => {
+                        floor = 0;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            Ok(Some(floor))
         }
         KeepUnconsumed::ByAllGroups => {
-            let mut floor = u64::MAX;
             for name in shared.group_names()? {
                 let group = shared.group(&name, false)?;
                 if let Some(offset) = group.offsets.committed(&tp) {
                     floor = floor.min(offset);
+                    groups.push(group);
                 }
             }
-            Ok(Some(floor))
         }
     }
+    Ok(Some((floor, groups)))
 }
 
 /// The background thread.

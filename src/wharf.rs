@@ -93,6 +93,9 @@ impl std::hash::Hasher for NameHasher {
     }
 }
 
+/// What a small metadata file (a checkpoint, a topic's configuration) takes on disk.
+const PAGE_BYTES: u64 = 4_096;
+
 type TopicMap = HashMap<Arc<str>, Arc<Topic>, std::hash::BuildHasherDefault<NameHasher>>;
 
 /// State shared with the flusher thread.
@@ -696,7 +699,6 @@ impl Shared {
         self.env.clock.as_ref()
     }
 
-    /// The time on the Wharf's clock.
     pub(crate) fn is_read_only(&self) -> bool {
         self.options.read_only
     }
@@ -729,6 +731,7 @@ impl Shared {
         self.topics.read().values().cloned().collect()
     }
 
+    /// The time on the Wharf's clock.
     pub(crate) fn now(&self) -> crate::clock::Timestamp {
         self.env.clock.now()
     }
@@ -921,6 +924,15 @@ impl Shared {
     }
 
     /// Syncs every group's offsets written without waiting (the flusher's tick, close).
+    /// Makes `group`'s committed offsets durable (the logs they point into first).
+    pub(crate) fn sync_group(&self, group: &Group) -> Result<()> {
+        if !group.offsets.needs_sync() {
+            return Ok(());
+        }
+        let make_durable = |tp: &TopicPartition, offset: u64| self.make_log_durable(tp, offset);
+        group.offsets.sync(&make_durable)
+    }
+
     pub(crate) fn sync_groups(&self) -> Result<()> {
         let groups: Vec<Arc<Group>> = self.groups.lock().values().cloned().collect();
         let make_durable = |tp: &TopicPartition, offset: u64| self.make_log_durable(tp, offset);
@@ -967,6 +979,16 @@ impl Shared {
             };
         }
         self.check_writable()?;
+        // Each partition starts with a segment and a checkpoint (a page at most), and the
+        // topic has its configuration (another page).
+        let bytes = (crate::log::new_segment_bytes(&config) + PAGE_BYTES)
+            .saturating_mul(u64::from(config.partitions))
+            .saturating_add(PAGE_BYTES);
+        let target = layout::topic_dir(&self.dir, name);
+        self.env
+            .space
+            .reserve(bytes)
+            .map_err(|e| Error::space("create", &target, e))?;
         let vfs = self.vfs.as_ref();
         let staging_root = self.dir.join(layout::STAGING_DIR);
         let staging = staging_root.join(name);
@@ -975,7 +997,6 @@ impl Shared {
         }
         Topic::create_dir(vfs, &staging, &config)?;
         vfs.sync_dir(&staging_root).ctx("sync", &staging_root)?;
-        let target = layout::topic_dir(&self.dir, name);
         vfs.rename(&staging, &target)
             .ctx("move into place", &target)?;
         let topics_dir = layout::topics_dir(&self.dir);

@@ -463,6 +463,13 @@ impl Consumer {
         );
         let (start, end) = (log.start_offset(), log.next_offset());
         let position = match self.group.offsets.committed(tp) {
+            // Below the log start (deleted by retention or `delete_records`): with
+            // `OutOfRange::Fail`, polls fail until the application seeks.
+            Some(committed)
+                if committed < start && self.options.out_of_range == OutOfRange::Fail =>
+            {
+                committed
+            }
             // Never before the log start (retention) nor past the end (a commit can outlive
             // unsynced data after a power loss).
             Some(committed) => committed.clamp(start, end),

@@ -17,7 +17,7 @@ use super::index::{self, IndexBuilder, IndexCadence, IndexData};
 use super::mmap::{MapWriter, SharedMap};
 use super::prefault::{PREFAULT_CHUNK_BYTES, PREFAULT_GAP_BYTES, Prefaulter};
 use super::segment::{LogData, SegmentView};
-use super::space::DiskSpace;
+use super::space::{DiskSpace, in_blocks};
 use crate::config::TopicConfig;
 use crate::format::batch::{self, BatchPlan};
 use crate::format::file_header::{
@@ -288,12 +288,13 @@ impl ActiveSegment {
             let doubled = (self.allocated * 2).max(INITIAL_ALLOCATION_BYTES);
             let mut grown = doubled.max(end).min(self.capacity);
             if let Some(space) = &self.space {
+                let more = |to: u64| in_blocks(to).saturating_sub(in_blocks(self.allocated));
                 if speculative {
-                    space.try_reserve(grown - self.allocated)?;
-                } else if space.try_reserve(grown - self.allocated).is_err() {
+                    space.try_reserve(more(grown))?;
+                } else if space.try_reserve(more(grown)).is_err() {
                     // Near a limit: grow by what this append needs rather than doubling.
                     grown = end;
-                    space.reserve(grown - self.allocated)?;
+                    space.reserve(more(grown))?;
                 }
             }
             self.log_file.allocate(grown)?;

@@ -86,6 +86,26 @@ pub(crate) struct Appended {
     pub now: i64,
 }
 
+/// The space a new segment takes at once: its log file's first allocation and its two index
+/// files, preallocated whole (each in whole blocks).
+pub(crate) fn new_segment_bytes(config: &TopicConfig) -> u64 {
+    let room = super::index::max_offset_entries(config.segment_bytes, config.index_interval_bytes);
+    super::space::in_blocks(INITIAL_ALLOCATION_BYTES.min(config.segment_bytes))
+        + super::space::in_blocks(super::index::offset_index_len(room))
+        + super::space::in_blocks(super::index::time_index_len(room + 1))
+}
+
+/// Why an attempt to append failed.
+enum Refused {
+    /// No space (nothing of the failing batch written); `written`: earlier batches of the
+    /// call were.
+    Full {
+        error: Error,
+        written: bool,
+    },
+    Error(Error),
+}
+
 /// What a deletion of old segments removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Removed {
@@ -148,6 +168,8 @@ pub(crate) struct PartitionLog {
     watchers: Watchers,
     pub(super) flush_queued: AtomicBool,
     recovery: RecoveryReport,
+    /// Files of deleted segments not unlinked yet (an unlink failed).
+    leftovers: Mutex<Vec<PathBuf>>,
 }
 
 impl PartitionLog {
@@ -227,6 +249,7 @@ impl PartitionLog {
             watchers: Watchers::default(),
             flush_queued: AtomicBool::new(false),
             recovery: recovered.report,
+            leftovers: Mutex::new(Vec::new()),
             env,
         }))
     }
@@ -288,21 +311,48 @@ impl PartitionLog {
     /// same call were.
     pub(crate) fn append(self: &Arc<Self>, records: &[&Record]) -> Result<Appended> {
         let now = self.env.clock.now().as_millis();
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let freed = self.env.space.freed_count();
+            match self.append_locked(records, now) {
+                Ok(appended) => return Ok(appended),
+                Err(Refused::Error(e)) => return Err(e),
+                Err(Refused::Full { error, written }) => {
+                    self.env.space.notify_full();
+                    // Nothing of this call written: wait for space without the writer lock,
+                    // so that syncs and the deletions that free space go on, then start over.
+                    // A call that already wrote part of its records fails at once instead:
+                    // waiting without the lock would let other records in between.
+                    let deadline =
+                        *deadline.get_or_insert_with(|| Instant::now() + self.env.full_timeout);
+                    if written
+                        || Instant::now() >= deadline
+                        || !self.env.space.wait_freed(freed, deadline)
+                    {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt of [`Self::append`], under the writer lock.
+    fn append_locked(self: &Arc<Self>, records: &[&Record], now: i64) -> Result<Appended, Refused> {
         let mut guard = self.writer.lock();
         let state = self.state.load(Ordering::Acquire);
         if state != STATE_OPEN {
-            return Err(self.state_error(state));
+            return Err(Refused::Error(self.state_error(state)));
         }
         let Some(active) = guard.as_mut() else {
-            return Err(if self.env.read_only {
+            return Err(Refused::Error(if self.env.read_only {
                 self.read_only_error()
             } else {
                 ErrorKind::Closed.into()
-            });
+            }));
         };
         let base_offset = active.next_offset();
         let mut rest = records;
-        let mut waited_until: Option<Instant> = None;
+        let mut failure = None;
         while !rest.is_empty() {
             let room = usize::try_from(self.config.segment_bytes - active.position())
                 .unwrap_or(usize::MAX);
@@ -310,48 +360,51 @@ impl PartitionLog {
                 MAX_BATCH_BYTES.max(BATCH_HEADER_LEN + self.config.max_message_bytes as usize),
             );
             let (take, plan) = batch::plan_prefix(rest, now, limit);
-            if take == 0 {
-                self.roll(active)?;
-                continue;
-            }
             let (chunk, tail) = rest.split_at(take);
-            let full = match active.append(chunk, &plan, now, self.env.prefaulter.as_deref()) {
+            let appended = if take == 0 {
+                // Not even one record fits what is left of the segment.
+                Err(AppendError::SegmentFull)
+            } else {
+                active.append(chunk, &plan, now, self.env.prefaulter.as_deref())
+            };
+            let error = match appended {
                 Ok(()) => {
                     rest = tail;
                     continue;
                 }
-                Err(AppendError::SegmentFull) => match self.roll(active) {
+                Err(AppendError::SegmentFull) => match self.roll(active, false) {
                     Ok(()) => continue,
-                    Err(e) if matches!(e.kind(), ErrorKind::Full { .. }) => e,
-                    Err(e) => return Err(e),
+                    Err(e) => e,
                 },
                 Err(AppendError::Io(e)) => {
-                    let e = Error::space("allocate space in", &active.view().paths.log, e);
-                    if !matches!(e.kind(), ErrorKind::Full { .. }) {
-                        return Err(e);
-                    }
-                    e
+                    Error::space("allocate space in", &active.view().paths.log, e)
                 }
             };
-            // No space: wait (up to `full_timeout` in all) for retention to free some. The
-            // writer lock stays held, so the records of one call stay contiguous; retention
-            // and deletions never take it.
-            let deadline =
-                *waited_until.get_or_insert_with(|| Instant::now() + self.env.full_timeout);
-            if Instant::now() >= deadline || !self.env.space.wait_freed(deadline) {
-                return Err(full);
-            }
+            failure = Some(error);
+            break;
         }
+        // Publish what was written, even if the call failed part way.
         let next_offset = active.next_offset();
-        self.next_offset.store(next_offset, Ordering::SeqCst);
+        let written = next_offset > base_offset;
+        if written {
+            self.next_offset.store(next_offset, Ordering::SeqCst);
+        }
         drop(guard);
-        self.watchers.notify();
-        if let Some(every) = self.env.flush_messages {
-            if next_offset - self.durable_offset() >= every {
-                self.env.flush_queue.request(self);
+        if written {
+            self.watchers.notify();
+            if let Some(every) = self.env.flush_messages {
+                if next_offset - self.durable_offset() >= every {
+                    self.env.flush_queue.request(self);
+                }
             }
         }
-        Ok(Appended { base_offset, now })
+        match failure {
+            None => Ok(Appended { base_offset, now }),
+            Some(error) if matches!(error.kind(), ErrorKind::Full { .. }) => {
+                Err(Refused::Full { error, written })
+            }
+            Some(error) => Err(Refused::Error(error)),
+        }
     }
 
     fn read_only_error(&self) -> Error {
@@ -363,7 +416,8 @@ impl PartitionLog {
 
     /// Seals the active segment and starts the next one. If creating the next one fails, the
     /// active segment stays active and nothing is lost.
-    fn roll(self: &Arc<Self>, active: &mut ActiveSegment) -> Result<()> {
+    /// `force` skips the disk limits (a deletion about to free the old segment needs it).
+    fn roll(self: &Arc<Self>, active: &mut ActiveSegment, force: bool) -> Result<()> {
         if active.is_empty() {
             return Err(Error::invalid_config(
                 "a batch does not fit in an empty segment",
@@ -372,10 +426,15 @@ impl PartitionLog {
         let base = active.next_offset();
         let paths = SegmentPaths::new(&self.dir, base);
         let vfs = self.env.vfs.as_ref();
-        self.env
-            .space
-            .reserve(INITIAL_ALLOCATION_BYTES.min(self.config.segment_bytes))
-            .map_err(|e| Error::space("create", &paths.log, e))?;
+        let bytes = new_segment_bytes(&self.config);
+        if force {
+            self.env.space.add(bytes);
+        } else {
+            self.env
+                .space
+                .reserve(bytes)
+                .map_err(|e| Error::space("create", &paths.log, e))?;
+        }
         let mut next = ActiveSegment::create(vfs, &paths, base, &self.config, Durability::Deferred)
             .map_err(|e| Error::space("create", &paths.log, e))?;
         next.set_space(Arc::clone(&self.env.space));
@@ -396,6 +455,15 @@ impl PartitionLog {
     /// Blocks until every offset below `target` is durable, syncing as the group's leader if no
     /// sync is running.
     pub(crate) fn sync_to(&self, target: u64) -> Result<()> {
+        self.sync_until(target, false)
+    }
+
+    /// As [`Self::sync_to`]; with `files`, also until no sealed or newly created segment file
+    /// is left unsynced. A roll with no record after it (`delete_records` to the log end)
+    /// leaves the durable offset where it was, but the durable point, and so the checkpoint,
+    /// in the sealed segment: a checkpoint must not be left naming a segment about to be
+    /// deleted, nor name a created one not yet durable.
+    fn sync_until(&self, target: u64, files: bool) -> Result<()> {
         // Nothing past the end can become durable; waiting for it would never end.
         let target = target.min(self.next_offset());
         loop {
@@ -406,7 +474,9 @@ impl PartitionLog {
                         drop(st);
                         return Err(self.poisoned_error());
                     }
-                    if st.durable.next_offset >= target {
+                    let files_synced =
+                        !files || st.unsynced_sealed.is_empty() && st.unsynced_created.is_empty();
+                    if st.durable.next_offset >= target && files_synced {
                         return Ok(());
                     }
                     if !st.in_progress {
@@ -546,7 +616,7 @@ impl PartitionLog {
     /// finalizes synced sealed segments and writes the checkpoint: afterwards a recovery
     /// would scan nothing.
     pub(crate) fn sync_and_checkpoint(&self) -> Result<()> {
-        self.sync_to(self.next_offset())?;
+        self.sync_until(self.next_offset(), true)?;
         self.complete_waiters();
         // One finalize-and-checkpoint at a time, so a checkpoint never passes a sealed
         // segment another thread is still finalizing.
@@ -774,6 +844,10 @@ impl PartitionLog {
             keep_from = Some(next_base);
         }
         let Some(new_start) = keep_from else {
+            if !self.leftovers.lock().is_empty() {
+                let _checkpoint = self.checkpoint.lock();
+                self.remove_files(Vec::new())?;
+            }
             return Ok(Removed::default());
         };
         let mut removed = self.delete_before(new_start)?;
@@ -800,7 +874,13 @@ impl PartitionLog {
             let mut guard = self.writer.lock();
             if let Some(active) = guard.as_mut() {
                 if offset == active.next_offset() && !active.is_empty() {
-                    self.roll(active)?;
+                    // Past the quota if need be: the old segment goes right after. On a
+                    // genuinely full disk it stays (its records unreadable below the start)
+                    // and only the sealed segments go.
+                    match self.roll(active, true) {
+                        Err(e) if !matches!(e.kind(), ErrorKind::Full { .. }) => return Err(e),
+                        _ => {}
+                    }
                 }
             }
         }
@@ -811,6 +891,8 @@ impl PartitionLog {
         // The checkpoint must point into a segment that stays: sync (and checkpoint) first.
         self.sync_and_checkpoint()?;
         let mut checkpoint = self.checkpoint.lock();
+        // Files an earlier deletion failed to unlink: they are below the start already.
+        self.remove_files(Vec::new())?;
         if offset <= self.start_offset() {
             return Ok(Removed::default());
         }
@@ -830,9 +912,9 @@ impl PartitionLog {
                 .count();
             segments.drain(..keep).collect()
         };
-        drop(checkpoint);
         let mut removed = Removed::default();
         let vfs = self.env.vfs.as_ref();
+        let mut paths = Vec::with_capacity(doomed.len() * 3);
         for segment in &doomed {
             segment.unload();
             removed.bytes += match segment.stats() {
@@ -842,24 +924,39 @@ impl PartitionLog {
                     .and_then(|file| file.len())
                     .unwrap_or(0),
             };
-            for path in [
-                &segment.paths.log,
-                &segment.paths.index,
-                &segment.paths.time_index,
-            ] {
-                match vfs.remove_file(path) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                        return Err(Error::io("delete", path, e));
-                    }
-                    _ => {}
-                }
-            }
             removed.segments += 1;
+            let p = &segment.paths;
+            paths.extend([p.log.clone(), p.index.clone(), p.time_index.clone()]);
         }
-        if !doomed.is_empty() {
-            vfs.sync_dir(&self.dir).ctx("sync", &self.dir)?;
-        }
+        self.remove_files(paths)?;
+        // Held until the files are gone: a concurrent deletion (retention's thread and
+        // `enforce_retention`, say) returns only once the space is free.
+        drop(checkpoint);
         Ok(removed)
+    }
+
+    /// Unlinks `paths` and the files earlier calls failed to unlink, then syncs the directory.
+    /// A file that cannot be unlinked now is tried again by the next deletion (and at the
+    /// latest by the next open, which deletes every segment below the log start).
+    fn remove_files(&self, mut paths: Vec<PathBuf>) -> Result<()> {
+        let mut leftovers = self.leftovers.lock();
+        paths.append(&mut leftovers);
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let vfs = self.env.vfs.as_ref();
+        let mut first_error = None;
+        for path in paths {
+            match vfs.remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    first_error.get_or_insert_with(|| Error::io("delete", &path, e));
+                    leftovers.push(path);
+                }
+                _ => {}
+            }
+        }
+        let synced = vfs.sync_dir(&self.dir).ctx("sync", &self.dir);
+        first_error.map_or(synced, Err)
     }
 
     /// Size and newest timestamp of a sealed segment, read once (a sealed segment never
@@ -927,6 +1024,11 @@ impl PartitionLog {
         let mut at = from;
         while at < until {
             let Some((segment, next_base)) = self.segment_for(at) else {
+                // Its segment left the list since the range check (a deletion): as if the
+                // deletion had come first, not an empty read below the end.
+                if at < self.start_offset() {
+                    return Err(self.out_of_range(from));
+                }
                 break;
             };
             let view = match self.view_of(&segment, next_base) {

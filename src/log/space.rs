@@ -23,6 +23,14 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::vfs::Vfs;
 
+/// File systems allocate whole blocks; usage is counted in them.
+pub(crate) const BLOCK_BYTES: u64 = 4_096;
+
+/// `bytes` rounded up to whole blocks.
+pub(crate) fn in_blocks(bytes: u64) -> u64 {
+    bytes.div_ceil(BLOCK_BYTES).saturating_mul(BLOCK_BYTES)
+}
+
 /// The Wharf's disk limits and its usage.
 pub(crate) struct DiskSpace {
     vfs: Arc<dyn Vfs>,
@@ -114,14 +122,16 @@ impl DiskSpace {
             // The figure may be stale (trims, deletions): count before refusing.
             let used = self.recount()?;
             if self.check(bytes, used).is_err() {
-                if let Some(callback) = self.on_full.lock().as_ref() {
-                    callback();
-                }
                 return Err(e);
             }
         }
         self.used.fetch_add(bytes, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Counts `bytes` as used without checking the limits.
+    pub(crate) fn add(&self, bytes: u64) {
+        self.used.fetch_add(bytes, Ordering::AcqRel);
     }
 
     /// As [`Self::reserve`], against the usage figure as it stands (no count, no wake-up of
@@ -165,10 +175,22 @@ impl DiskSpace {
         self.freed_signal.notify_all();
     }
 
-    /// Waits until space is freed or `deadline`; returns whether it was freed.
-    pub(crate) fn wait_freed(&self, deadline: Instant) -> bool {
+    /// How many times space was freed so far: pass it to [`Self::wait_freed`].
+    pub(crate) fn freed_count(&self) -> u64 {
+        *self.freed.lock()
+    }
+
+    /// Asks retention to run (an append found no space: a quota, a floor or a full disk).
+    pub(crate) fn notify_full(&self) {
+        if let Some(callback) = self.on_full.lock().as_ref() {
+            callback();
+        }
+    }
+
+    /// Waits until space was freed more than `seen` times ([`Self::freed_count`]) or
+    /// `deadline`; returns whether it was.
+    pub(crate) fn wait_freed(&self, seen: u64, deadline: Instant) -> bool {
         let mut generation = self.freed.lock();
-        let seen = *generation;
         while *generation == seen {
             if self
                 .freed_signal

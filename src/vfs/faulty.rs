@@ -1,13 +1,16 @@
 //! A file system that fails on request (unit tests only): wraps [`StdVfs`] and injects
 //! `fdatasync` failures (with Linux's semantics: the error is reported once, and the next sync
 //! "succeeds" although the data may be gone, which is exactly why wharf must never retry) and
-//! `ENOSPC` from `allocate`; for a group's offsets file, also sync failures, write failures
-//! and a count of syncs.
+//! `ENOSPC` from `allocate` (on request, or past a simulated disk size); for a group's offsets
+//! file, also sync failures, write failures and a count of syncs; for retention, failures to
+//! remove segment files, to sync a directory and to remove a directory tree.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
 
 use super::{DirEntry, LockGuard, OpenMode, RawMap, StdVfs, Vfs, VfsFile};
 
@@ -29,6 +32,53 @@ pub(crate) struct Faults {
     pub offsets_syncs: AtomicUsize,
     /// Milliseconds each sync of such a file sleeps first, as a disk would take.
     pub offsets_sync_delay_ms: AtomicU64,
+    /// A disk of this size under this directory: `allocate` fails with ENOSPC when the
+    /// files under it (allocated blocks, as [`StdVfs`] counts them) would pass it.
+    pub disk: Mutex<Option<(PathBuf, u64)>>,
+    /// Removals of segment files (`.log`, `.index`, `.timeindex`) that succeed before every
+    /// later one fails with EIO; `None`: no failure.
+    pub segment_removes_left: Mutex<Option<usize>>,
+    /// Segment files whose removal failed.
+    pub failed_removes: AtomicUsize,
+    /// Fail the next `sync_dir`, once.
+    pub fail_next_dir_sync: AtomicBool,
+    /// Fail every `remove_dir_all` with EIO while set (removes nothing).
+    pub fail_remove_dir_all: AtomicBool,
+}
+
+impl Faults {
+    fn remove_fault(&self, path: &Path) -> io::Result<()> {
+        let is_segment = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "log" | "index" | "timeindex"));
+        if !is_segment {
+            return Ok(());
+        }
+        let mut left = self.segment_removes_left.lock();
+        match left.as_mut() {
+            Some(0) => {
+                self.failed_removes.fetch_add(1, Ordering::SeqCst);
+                return Err(io::Error::from_raw_os_error(5)); // EIO
+            }
+            Some(n) => *n -= 1,
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// ENOSPC if growing `file` to `len` would pass the simulated disk's size.
+    fn space_fault(&self, file: &dyn VfsFile, len: u64) -> io::Result<()> {
+        let Some((root, size)) = self.disk.lock().clone() else {
+            return Ok(());
+        };
+        let used = StdVfs.dir_usage(&root)?;
+        let growth = len.saturating_sub(file.len()?);
+        if used.saturating_add(growth) > size {
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -69,16 +119,29 @@ impl Vfs for FaultyVfs {
         StdVfs.rename(from, to)
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.faults.remove_fault(path)?;
         StdVfs.remove_file(path)
     }
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        if self.faults.fail_remove_dir_all.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(5)); // EIO
+        }
         StdVfs.remove_dir_all(path)
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        if self.faults.fail_next_dir_sync.swap(false, Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(5)); // EIO
+        }
         StdVfs.sync_dir(path)
     }
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
         StdVfs.lock(path)
+    }
+    fn available_space(&self, path: &Path) -> io::Result<u64> {
+        StdVfs.available_space(path)
+    }
+    fn dir_usage(&self, path: &Path) -> io::Result<u64> {
+        StdVfs.dir_usage(path)
     }
 }
 
@@ -153,6 +216,7 @@ impl VfsFile for FaultyFile {
         if self.faults.no_space.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(28)); // ENOSPC
         }
+        self.faults.space_fault(self.inner.as_ref(), len)?;
         self.inner.allocate(len)
     }
     fn sync_data(&self) -> io::Result<()> {

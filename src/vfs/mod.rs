@@ -73,7 +73,12 @@ pub(crate) trait Vfs: Send + Sync + fmt::Debug {
         for entry in self.read_dir(path)? {
             let child = path.join(&entry.name);
             total = total.saturating_add(if entry.is_dir {
-                self.dir_usage(&child)?
+                match self.dir_usage(&child) {
+                    Ok(bytes) => bytes,
+                    // Removed meanwhile.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+                    Err(e) => return Err(e),
+                }
             } else {
                 match self.open(&child, OpenMode::Read) {
                     Ok(file) => file.len()?,

@@ -108,7 +108,12 @@ impl Vfs for StdVfs {
                 Err(e) => return Err(e),
             };
             total = total.saturating_add(if meta.is_dir() {
-                self.dir_usage(&entry.path())?
+                match self.dir_usage(&entry.path()) {
+                    Ok(bytes) => bytes,
+                    // Removed meanwhile (a topic deleted, a staged one moved into place).
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+                    Err(e) => return Err(e),
+                }
             } else {
                 disk_bytes(&meta)
             });
@@ -195,7 +200,19 @@ impl VfsFile for StdFile {
     fn allocate(&self, len: u64) -> io::Result<()> {
         // posix_fallocate on Linux: a full disk fails here, not later as SIGBUS on a mapped
         // write into a hole.
-        self.file.allocate(len)
+        self.file.allocate(len).map_err(|e| {
+            // fs2 0.4 reads posix_fallocate's failure from `errno`, which posix_fallocate does
+            // not set (it returns the code): the reason is lost. The one that matters is a
+            // full disk; tell it by the free space.
+            let needed = len.saturating_sub(self.file.metadata().map_or(0, |m| m.len()));
+            match fs2::available_space(&self.path) {
+                Ok(free) if free < needed => io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    format!("no space left on device ({free} bytes free, {needed} needed)"),
+                ),
+                _ => e,
+            }
+        })
     }
 
     fn sync_data(&self) -> io::Result<()> {
