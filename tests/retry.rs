@@ -1102,7 +1102,7 @@ fn internal_topics_are_listed_as_internal_and_the_scheduler_group_is_hidden() {
         DEFAULT_DEAD_LETTER_RETENTION,
         Duration::from_secs(7 * 24 * 3_600)
     );
-        assert_eq!(
+    assert_eq!(
         config("%RETRY%g").retention,
         Retention::forever()
             .max_age(Duration::ZERO)
@@ -1124,12 +1124,15 @@ fn dead_letter_topics_get_their_own_retention() {
     let dir = tempfile::tempdir().unwrap();
     let retention = Retention::forever().max_bytes(1 << 20);
     let wharf = Wharf::builder(dir.path())
-                .dead_letter_retention(retention.clone())
+        .dead_letter_retention(retention.clone())
         .open()
         .unwrap();
     let topic_retention = Retention::forever().max_age(Duration::from_secs(60));
     wharf
-                .create_topic("t", TopicConfig::default().retention(topic_retention.clone()))
+        .create_topic(
+            "t",
+            TopicConfig::default().retention(topic_retention.clone()),
+        )
         .unwrap();
     wharf
         .producer()
@@ -1144,7 +1147,7 @@ fn dead_letter_topics_get_their_own_retention() {
             .into_iter()
             .find(|t| t.name() == name)
             .unwrap()
-                        .config()
+            .config()
             .retention
             .clone()
     };
