@@ -1,0 +1,157 @@
+//! wharf itself, through its public API only, with default options: one topic with one
+//! partition, one `send` per message.
+//!
+//! - `wharf-nowait` and `wharf-write` (W1, W5; `wharf-write` also writes W4's records): a
+//!   producer with `AckMode::NoWait` / `AckMode::Write`, then `Wharf::sync`. The background
+//!   flusher syncs every second meanwhile, as it does by default.
+//! - `wharf-fsync` (W2, W3): `AckMode::Fsync`. In W3 the producer threads share one `Wharf`
+//!   (and one `Producer`, which is `Send + Sync`); concurrent sends share one `fdatasync` inside wharf.
+//! - W4 reads with a consumer: `poll_batch(1000)` and one `commit()` per batch, with
+//!   `commit_ack(AckMode::Write)` (offsets written, synced in the background), like the other
+//!   queues' acks in W4, none of which is synced either.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use wharf::{AckMode, Producer, Record, TopicConfig, Wharf};
+
+use super::{Guarantee, Queue, READ_BATCH, SharedQueue, Sizing, Tally, Variant};
+use crate::workloads::Workload;
+
+/// The report's footnote on wharf.
+pub const NOTE: &str = "wharf: default options, one topic with one partition, one `send` per \
+    message. W3 shares one `Wharf` and one `Fsync` producer between the threads (group commit \
+    inside wharf). W4 reads with a consumer, `poll_batch(1000)` and one `commit()` per batch, \
+    committing with `commit_ack(Write)` (not synced, like the other queues' acks in W4).";
+
+/// The topic every run uses.
+const TOPIC: &str = "bench";
+
+/// The consumer group W4 reads with.
+const GROUP: &str = "bench-reader";
+
+/// How long one poll may wait (it never needs to: everything was written before).
+const POLL_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn variants() -> Vec<Variant> {
+    vec![
+        Variant {
+            name: "wharf-nowait",
+            guarantee: Guarantee::Buffered,
+            reads: None,
+            workloads: &[Workload::W1, Workload::W5],
+            open: |dir, _| Box::new(WharfQueue::open(dir, AckMode::NoWait)),
+            open_shared: None,
+        },
+        Variant {
+            name: "wharf-write",
+            guarantee: Guarantee::Written,
+            reads: Some("consumer: poll_batch(1000) + commit"),
+            workloads: &[Workload::W1, Workload::W4, Workload::W5],
+            open: |dir, _| Box::new(WharfQueue::open(dir, AckMode::Write)),
+            open_shared: None,
+        },
+        Variant {
+            name: "wharf-fsync",
+            guarantee: Guarantee::Synced,
+            reads: None,
+            workloads: &[Workload::W2, Workload::W3],
+            open: |dir, _| Box::new(WharfQueue::open(dir, AckMode::Fsync)),
+            open_shared: Some(|dir, _: Sizing| Box::new(SharedWharf::open(dir))),
+        },
+    ]
+}
+
+/// Opens `dir`, creating the topic the first time.
+fn open_wharf(dir: &Path) -> Wharf {
+    let wharf = Wharf::open(dir).expect("open wharf");
+    wharf
+        .ensure_topic(TOPIC, TopicConfig::default())
+        .expect("create the topic");
+    wharf
+}
+
+/// One producer at one ack level.
+struct WharfQueue {
+    wharf: Wharf,
+    producer: Producer,
+}
+
+impl WharfQueue {
+    fn open(dir: &Path, ack: AckMode) -> WharfQueue {
+        let wharf = open_wharf(dir);
+        let producer = wharf.producer().ack(ack).build();
+        WharfQueue { wharf, producer }
+    }
+}
+
+impl Queue for WharfQueue {
+    fn append(&mut self, payload: &Bytes) {
+        self.producer
+            .send(Record::new(TOPIC, payload.clone()))
+            .expect("wharf send");
+    }
+
+    fn sync(&mut self) {
+        self.wharf.sync().expect("wharf sync");
+    }
+
+    fn read_all(&mut self, expected: u64) -> Tally {
+        let mut consumer = self
+            .wharf
+            .consumer(GROUP)
+            .subscribe([TOPIC])
+            .commit_ack(AckMode::Write)
+            .build()
+            .expect("wharf consumer");
+        let mut tally = Tally::default();
+        while tally.records < expected {
+            let deliveries = consumer
+                .poll_batch(READ_BATCH, POLL_TIMEOUT)
+                .expect("wharf poll");
+            assert!(
+                !deliveries.is_empty(),
+                "wharf poll timed out before the end"
+            );
+            for delivery in &deliveries {
+                tally.add(delivery.payload().len());
+            }
+            consumer.commit().expect("wharf commit");
+        }
+        consumer.close().expect("close the wharf consumer");
+        tally
+    }
+
+    fn close(self: Box<Self>) {
+        drop(self.producer);
+        self.wharf.close().expect("close wharf");
+    }
+}
+
+/// One `Wharf` and one `Fsync` producer (`Send + Sync`) shared by the producer threads.
+struct SharedWharf {
+    wharf: Wharf,
+    producer: Producer,
+}
+
+impl SharedWharf {
+    fn open(dir: &Path) -> SharedWharf {
+        let wharf = open_wharf(dir);
+        let producer = wharf.producer().ack(AckMode::Fsync).build();
+        SharedWharf { wharf, producer }
+    }
+}
+
+impl SharedQueue for SharedWharf {
+    fn append(&self, payload: &Bytes) {
+        self.producer
+            .send(Record::new(TOPIC, payload.clone()))
+            .expect("wharf send");
+    }
+
+    fn close(self: Box<Self>) {
+        drop(self.producer);
+        self.wharf.close().expect("close wharf");
+    }
+}
