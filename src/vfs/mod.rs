@@ -16,6 +16,8 @@
 
 #[cfg(test)]
 pub(crate) mod faulty;
+#[cfg(test)]
+pub(crate) mod sim;
 mod std_fs;
 
 use std::fmt;
