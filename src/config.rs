@@ -195,6 +195,10 @@ pub(crate) struct WharfOptions {
     pub max_pending_async: usize,
     pub delay_levels: crate::retry::policy::DelayLevels,
     pub dead_letter_retention: Retention,
+    /// Whether the flusher, delay scheduler and prefault threads run. Off only in tests that
+    /// drive the first two by hand, so that all I/O happens in the test's thread, in a
+    /// reproducible order.
+    pub background_threads: bool,
 }
 
 impl Default for WharfOptions {
@@ -207,6 +211,7 @@ impl Default for WharfOptions {
             delay_levels: crate::retry::policy::DelayLevels::default(),
             dead_letter_retention: Retention::forever()
                 .max_age(crate::retry::DEFAULT_DEAD_LETTER_RETENTION),
+            background_threads: true,
         }
     }
 }

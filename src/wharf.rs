@@ -147,6 +147,15 @@ impl WharfBuilder {
         self
     }
 
+    /// Without background threads (tests): no flusher, no delay scheduler and no prefault
+    /// thread; the test syncs with [`Wharf::sync`] and runs scheduler rounds with
+    /// [`Wharf::run_scheduler_round`].
+    #[cfg(test)]
+    pub(crate) fn without_background_threads(mut self) -> Self {
+        self.options.background_threads = false;
+        self
+    }
+
     /// Opens without taking the lock and without changing anything on disk, for inspection
     /// (possibly while another process writes). Reads see the data as of the open; writes fail
     /// with [`ErrorKind::ReadOnly`]. Default: `false`.
@@ -221,7 +230,7 @@ impl WharfBuilder {
             }
             None
         } else {
-            vfs.create_dir_all(&dir).ctx("create", &dir)?;
+            vfs::create_dir_all_synced(vfs.as_ref(), &dir).ctx("create", &dir)?;
             Some(dir_lock::lock(vfs.as_ref(), &dir)?)
         };
         check_dir_header(vfs.as_ref(), &dir, read_only)?;
@@ -237,7 +246,11 @@ impl WharfBuilder {
             clean,
             flush_messages: self.options.flush_messages,
             max_pending_async: self.options.max_pending_async,
-            prefaulter: if read_only { None } else { Prefaulter::start() },
+            prefaulter: if read_only || !self.options.background_threads {
+                None
+            } else {
+                Prefaulter::start()
+            },
         };
         let topics = open_topics(vfs.as_ref(), &dir, &env)?;
         let shared = Arc::new_cyclic(|this| Shared {
@@ -255,7 +268,7 @@ impl WharfBuilder {
         if !read_only && shared.topic(DELAY_TOPIC).is_ok() {
             shared.start_scheduler()?;
         }
-        let flusher = if read_only {
+        let flusher = if read_only || !shared.options.background_threads {
             None
         } else {
             Some(spawn_flusher(&shared)?)
@@ -668,7 +681,7 @@ impl Shared {
     /// Starts the delay scheduler unless it runs.
     fn start_scheduler(&self) -> Result<()> {
         let mut slot = self.scheduler.lock();
-        if slot.is_some() || self.is_closed() {
+        if slot.is_some() || self.is_closed() || !self.options.background_threads {
             return Ok(());
         }
         let Some(this) = self.this.upgrade() else {
@@ -718,9 +731,7 @@ impl Shared {
             .into());
         }
         if !exists {
-            self.vfs.create_dir_all(&dir).ctx("create", &dir)?;
-            let parent = layout::groups_dir(&self.dir);
-            self.vfs.sync_dir(&parent).ctx("sync", &parent)?;
+            vfs::create_dir_all_synced(self.vfs.as_ref(), &dir).ctx("create", &dir)?;
         }
         let (offsets, load) = OffsetStore::open(
             Arc::clone(&self.vfs),
