@@ -361,8 +361,10 @@ fn take_clean_marker(vfs: &dyn Vfs, dir: &Path, read_only: bool) -> Result<bool>
     Ok(clean)
 }
 
-/// Creates `topics/`, and empties `staging/` and `trash/` (half-created and half-deleted
-/// topics from before a crash).
+/// Creates `topics/`, empties `staging/` and `trash/` (half-created and half-deleted topics
+/// from before a crash), and removes the temporary files of replacements a crash interrupted
+/// in the directory itself and in every group's directory (groups are otherwise opened only
+/// when used, and an unused one would keep its leftover forever).
 fn prepare_dirs(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
     for name in [layout::STAGING_DIR, layout::TRASH_DIR] {
         let path = dir.join(name);
@@ -370,9 +372,35 @@ fn prepare_dirs(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
             vfs.remove_dir_all(&path).ctx("remove", &path)?;
         }
     }
+    let groups = layout::groups_dir(dir);
+    if vfs.exists(&groups).ctx("open", &groups)? {
+        for entry in vfs.read_dir(&groups).ctx("list", &groups)? {
+            if entry.is_dir {
+                remove_temporaries(vfs, &groups.join(entry.name))?;
+            }
+        }
+    }
+    remove_temporaries(vfs, dir)?;
     let topics = layout::topics_dir(dir);
     vfs.create_dir_all(&topics).ctx("create", &topics)?;
     vfs.sync_dir(dir).ctx("sync", dir)
+}
+
+/// Removes the files of `dir` ending in [`vfs::TMP_SUFFIX`] (a replacement's unfinished copy:
+/// the rename that would have replaced the original never happened), syncing `dir` after.
+fn remove_temporaries(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+    let mut removed = false;
+    for entry in vfs.read_dir(dir).ctx("list", dir)? {
+        if !entry.is_dir && entry.name.ends_with(vfs::TMP_SUFFIX) {
+            let path = dir.join(&entry.name);
+            vfs.remove_file(&path).ctx("remove", &path)?;
+            removed = true;
+        }
+    }
+    if removed {
+        vfs.sync_dir(dir).ctx("sync", dir)?;
+    }
+    Ok(())
 }
 
 fn open_topics(vfs: &dyn Vfs, dir: &Path, env: &PartitionEnv) -> Result<TopicMap> {

@@ -134,3 +134,51 @@ fn a_crash_while_a_topic_is_created_never_makes_the_directory_unopenable() {
         }
     }
 }
+
+fn is_temporary(path: &str) -> bool {
+    path.ends_with(crate::vfs::TMP_SUFFIX)
+}
+
+/// A crash while a group's offsets file was being created (a temporary file, then a rename)
+/// left `offsets.tmp` behind, and opening the Wharf did not remove it (only a later use of
+/// that group did), although leftovers are documented to be cleared on open.
+#[test]
+fn an_interrupted_group_creation_leaves_no_temporary_file_after_open() {
+    let setup = |sim: &SimVfs| {
+        let wharf = open(sim);
+        let config = TopicConfig::default()
+            .segment_bytes(64 << 10)
+            .max_message_bytes(1_024);
+        wharf.create_topic("t", config).expect("topic");
+        wharf
+    };
+    let probe = SimVfs::new();
+    let wharf = setup(&probe);
+    let before = probe.ops();
+    drop(wharf.consumer("g").assign([("t", 0)]).build());
+    let creation_ops = probe.ops() - before;
+    drop(wharf);
+    let mut interrupted = 0;
+    for k in 0..creation_ops {
+        let sim = SimVfs::new();
+        let wharf = setup(&sim);
+        sim.crash_at(Some(before + k));
+        drop(wharf.consumer("g").assign([("t", 0)]).build());
+        sim.freeze();
+        drop(wharf);
+        let after = sim.crash(Damage::Kill);
+        interrupted += usize::from(after.list_all().iter().any(|p| is_temporary(p)));
+        let wharf = open(&after);
+        let leftovers: Vec<String> = after
+            .list_all()
+            .into_iter()
+            .filter(|p| is_temporary(p))
+            .collect();
+        assert!(leftovers.is_empty(), "crash at op {k}: {leftovers:?}");
+        drop(wharf);
+    }
+    assert!(
+        interrupted > 0,
+        "some crash point left a temporary file to clear"
+    );
+}
