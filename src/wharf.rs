@@ -265,6 +265,9 @@ impl WharfBuilder {
             scheduler: Mutex::new(None),
             this: this.clone(),
         });
+        if !read_only {
+            shared.clamp_committed_offsets()?;
+        }
         if !read_only && shared.topic(DELAY_TOPIC).is_ok() {
             shared.start_scheduler()?;
         }
@@ -808,6 +811,38 @@ impl Shared {
         self.vfs.remove_dir_all(&dir).ctx("remove", &dir)?;
         let parent = layout::groups_dir(&self.dir);
         self.vfs.sync_dir(&parent).ctx("sync", &parent)
+    }
+
+    /// Lowers every group's committed offsets that lie past their partition's log end to that
+    /// end, durably, before anything is appended. A commit written without waiting can reach
+    /// the disk before the records it counted (writeback has no order), so after a power loss
+    /// it can outlive them; once new records reuse those offsets, a consumer starting from it
+    /// would skip them silently (RELIABILITY.md scenario 10). Durable commits never need it:
+    /// the log is made durable up to them first.
+    fn clamp_committed_offsets(&self) -> Result<()> {
+        for name in self.group_names()? {
+            let group = self.group(&name, false)?;
+            let past_end: Vec<(TopicPartition, u64)> = group
+                .offsets
+                .all()
+                .into_iter()
+                .filter_map(|(tp, committed)| {
+                    let end = self
+                        .topic(&tp.topic)
+                        .ok()?
+                        .partition(tp.partition)
+                        .ok()?
+                        .next_offset();
+                    (committed > end).then_some((tp, end))
+                })
+                .collect();
+            if !past_end.is_empty() {
+                let make_durable =
+                    |tp: &TopicPartition, offset: u64| self.make_log_durable(tp, offset);
+                group.offsets.commit(&past_end, true, &make_durable)?;
+            }
+        }
+        Ok(())
     }
 
     /// Makes partition `tp`'s log durable up to `offset` (before a commit of it is durable).

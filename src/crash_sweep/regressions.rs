@@ -182,3 +182,83 @@ fn an_interrupted_group_creation_leaves_no_temporary_file_after_open() {
         "some crash point left a temporary file to clear"
     );
 }
+
+/// A commit written without waiting can reach the disk before the records it counted (page
+/// writeback has no order), so after a power loss a group's committed offset can lie past the
+/// recovered log end. Consumers clamped it when they started, but the stored offset stayed:
+/// once new records reused those offsets, a consumer starting later began at the old offset
+/// and silently skipped the new records. Opening now lowers such offsets to the log end.
+#[test]
+fn a_commit_that_outlived_its_records_never_skips_the_records_that_reuse_its_offsets() {
+    let mut found = 0;
+    for seed in 0..64 {
+        let sim = SimVfs::new();
+        let wharf = open(&sim);
+        let config = TopicConfig::default()
+            .segment_bytes(64 << 10)
+            .max_message_bytes(1_024);
+        wharf.create_topic("t", config).expect("topic");
+        wharf.sync().expect("sync");
+        let producer = wharf.producer().ack(AckMode::Write).build();
+        for i in 0..5 {
+            producer
+                .send(Record::new("t", format!("old-{i}")))
+                .expect("written");
+        }
+        let mut consumer = wharf
+            .consumer("g")
+            .assign([("t", 0)])
+            .commit_ack(AckMode::Write)
+            .build()
+            .expect("consumer");
+        let polled = consumer
+            .poll_batch(5, std::time::Duration::ZERO)
+            .expect("poll");
+        assert_eq!(polled.len(), 5);
+        consumer.commit().expect("written commit");
+        sim.freeze();
+        drop(polled);
+        drop(consumer);
+        drop(wharf);
+        let after = sim.crash(Damage::Random(seed));
+        // What the disk holds, seen without changing it.
+        let inspect = builder(&after)
+            .read_only(true)
+            .open()
+            .expect("read-only open");
+        let end = inspect.reader("t", 0).expect("reader").end_offset();
+        let committed = inspect
+            .admin()
+            .describe_group("g")
+            .ok()
+            .and_then(|d| d.partitions.first().and_then(|p| p.lag.committed));
+        drop(inspect);
+        if committed.is_none_or(|c| c <= end) {
+            continue;
+        }
+        found += 1;
+        let wharf = open(&after);
+        // New records take the offsets the lost ones had; none may be skipped.
+        let producer = wharf.producer().ack(AckMode::Fsync).build();
+        for i in 0..6 {
+            producer
+                .send(Record::new("t", format!("new-{i}")))
+                .expect("durable");
+        }
+        let mut consumer = wharf
+            .consumer("g")
+            .assign([("t", 0)])
+            .build()
+            .expect("consumer");
+        let first = consumer
+            .poll(std::time::Duration::ZERO)
+            .expect("poll")
+            .expect("a record");
+        assert_eq!(
+            (first.offset(), first.payload()),
+            (end, &b"new-0"[..]),
+            "seed {seed}: committed {committed:?} past the recovered end {end}"
+        );
+    }
+    assert!(found > 0, "no seed left a commit past the recovered end");
+}
