@@ -520,6 +520,13 @@ impl Wharf {
         ))
     }
 
+    /// Runs one round of the delay scheduler in this thread (tests opened
+    /// [`WharfBuilder::without_background_threads`]).
+    #[cfg(test)]
+    pub(crate) fn run_scheduler_round(&self) -> Result<()> {
+        crate::retry::scheduler::run_round(&self.inner.shared)
+    }
+
     /// A builder for a producer.
     pub fn producer(&self) -> ProducerBuilder {
         ProducerBuilder::new(Arc::clone(&self.inner))
