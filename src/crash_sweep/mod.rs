@@ -1,5 +1,5 @@
 //! The crash-consistency tier on the simulated disk ([`crate::vfs::sim`]), RELIABILITY.md
-//! sections 3–5: a crash-point sweep of scripted workloads.
+//! sections 3–5: a crash-point sweep of scripted workloads, and faults under them.
 //!
 //! **Crash-point sweep** (SQLite's TH3 loop, nested as SQLite's compound failures are). A
 //! workload ([`workloads`]) runs once to count its I/O operations `N`. Then, for every `k` in
@@ -21,12 +21,16 @@
 //! `WHARF_SOAK=1` runs 8 times as many variants per crash point; `SIM_SEED` alone explores
 //! other damage.
 //!
+//! **Faults, then a crash** ([`faults`]): the workloads on a disk that fills up at every point,
+//! and with each of their syncs failing in turn.
+//!
 //! **Regressions** ([`regressions`]): each defect the tier found, as the smallest case that
 //! reproduced it.
 //!
 //! Each test reports its figures ([`summary`]) on stdout (`--nocapture` shows them) and in
 //! `target/reliability-summary.json`.
 
+mod faults;
 mod model;
 mod regressions;
 mod summary;
