@@ -1,5 +1,5 @@
 //! The crash-consistency tier on the simulated disk ([`crate::vfs::sim`]), RELIABILITY.md
-//! sections 3–5: a crash-point sweep of scripted workloads, and faults under them.
+//! sections 3–5: a crash-point sweep of scripted workloads, and exhaustive torn writes.
 //!
 //! **Crash-point sweep** (SQLite's TH3 loop, nested as SQLite's compound failures are). A
 //! workload ([`workloads`]) runs once to count its I/O operations `N`. Then, for every `k` in
@@ -27,6 +27,9 @@
 //! **Regressions** ([`regressions`]): each defect the tier found, as the smallest case that
 //! reproduced it.
 //!
+//! **Torn writes** ([`torn`]): every subset of the 8 sectors of a last batch, with the rest
+//! dropped, zeroed or garbled, at 4 positions.
+//!
 //! Each test reports its figures ([`summary`]) on stdout (`--nocapture` shows them) and in
 //! `target/reliability-summary.json`.
 
@@ -34,6 +37,7 @@ mod faults;
 mod model;
 mod regressions;
 mod summary;
+mod torn;
 mod workloads;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

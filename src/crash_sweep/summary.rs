@@ -28,6 +28,10 @@ impl Figures {
     pub(super) fn set(&mut self, name: &'static str, n: u64) {
         self.counts.insert(name, n);
     }
+
+    pub(super) fn get(&self, name: &str) -> u64 {
+        self.counts.get(name).copied().unwrap_or(0)
+    }
 }
 
 /// `21344` as `21,344`.
