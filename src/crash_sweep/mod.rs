@@ -358,6 +358,11 @@ fn finish(tier: &str, mut figures: Figures, started: Instant) {
         "runtime_ms",
         u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     );
+    if settings().only.is_some() {
+        // A replay of one case: its figures are not the tier's.
+        println!("reliability[{tier}]: replay of SIM_CASE, figures not recorded");
+        return;
+    }
     summary::report(tier, &figures);
 }
 

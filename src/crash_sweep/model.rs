@@ -362,7 +362,34 @@ fn check_partition(
     log: &[Read],
     damage: Damage,
 ) -> Checked<Checks> {
-    let at = |offset: u64| format!("{topic}/{partition} offset {offset}");
+    let name = format!("{topic}/{partition}");
+    check_order(&name, part, log)?;
+    let checks = check_acks(&name, part, log)?;
+    let len = log.len() as u64;
+    if len < part.durable {
+        return Err(Violation::new(
+            Kind::LostFsyncAck,
+            format!(
+                "{name}: {len} records recovered, {} were durable",
+                part.durable
+            ),
+        ));
+    }
+    if damage == Damage::Kill && len < part.written {
+        return Err(Violation::new(
+            Kind::LostWriteAck,
+            format!(
+                "{name}: {len} records survived a kill, {} were written",
+                part.written
+            ),
+        ));
+    }
+    Ok(checks)
+}
+
+/// I2, I3: offsets from 0 without gaps, each record an attempt's bytes, attempts in order and
+/// none twice.
+fn check_order(name: &str, part: &PartModel, log: &[Read]) -> Checked<()> {
     let by_payload: HashMap<&[u8], usize> = part
         .attempts
         .iter()
@@ -371,37 +398,39 @@ fn check_partition(
         .collect();
     let mut last: Option<usize> = None;
     for (i, record) in log.iter().enumerate() {
+        let at = format!("{name} offset {}", record.offset);
         if record.offset != i as u64 {
             return Err(Violation::new(
                 Kind::NotPrefix,
-                format!("{}: found offset {}", at(i as u64), record.offset),
+                format!("{at}: expected offset {i}"),
             ));
         }
         let Some(&a) = by_payload.get(record.payload.as_slice()) else {
+            let len = record.payload.len();
             return Err(Violation::new(
                 Kind::CorruptPayload,
-                format!(
-                    "{}: a payload never sent ({} bytes)",
-                    at(record.offset),
-                    record.payload.len()
-                ),
+                format!("{at}: a payload never sent ({len} bytes)"),
             ));
         };
-        let attempt = &part.attempts[a];
-        if attempt.key != record.key {
+        if part.attempts[a].key != record.key {
             return Err(Violation::new(
                 Kind::CorruptPayload,
-                format!("{}: the key differs", at(record.offset)),
+                format!("{at}: the key differs"),
             ));
         }
         if last.is_some_and(|l| l >= a) {
             return Err(Violation::new(
                 Kind::NotPrefix,
-                format!("{}: attempt {a} after attempt {last:?}", at(record.offset)),
+                format!("{at}: attempt {a} after attempt {last:?}"),
             ));
         }
         last = Some(a);
     }
+    Ok(())
+}
+
+/// Every acknowledged record still in the log is at its acknowledged offset; counts them.
+fn check_acks(name: &str, part: &PartModel, log: &[Read]) -> Checked<Checks> {
     let mut checks = Checks::default();
     for attempt in &part.attempts {
         let Some(offset) = attempt.offset else {
@@ -416,30 +445,11 @@ fn check_partition(
             Some(_) => {
                 return Err(Violation::new(
                     Kind::NotPrefix,
-                    format!("{}: another record than the one acknowledged", at(offset)),
+                    format!("{name} offset {offset}: another record than the one acknowledged"),
                 ));
             }
             None => {}
         }
-    }
-    let len = log.len() as u64;
-    if len < part.durable {
-        return Err(Violation::new(
-            Kind::LostFsyncAck,
-            format!(
-                "{topic}/{partition}: {len} records recovered, {} were durable",
-                part.durable
-            ),
-        ));
-    }
-    if damage == Damage::Kill && len < part.written {
-        return Err(Violation::new(
-            Kind::LostWriteAck,
-            format!(
-                "{topic}/{partition}: {len} records survived a kill, {} were written",
-                part.written
-            ),
-        ));
     }
     Ok(checks)
 }
@@ -474,57 +484,75 @@ fn check_commits(wharf: &Wharf, model: &Model, recovered: &mut Recovered) -> Che
         };
         for partition in &description.partitions {
             let lag = &partition.lag;
-            let tp = &lag.partition;
-            let what = format!("group {group} on {}/{}", tp.topic, tp.partition);
-            let (committed, end) = (lag.committed, lag.end_offset);
-            if committed.is_some_and(|c| c > end) {
-                return Err(Violation::new(
-                    Kind::OffsetPastEnd,
-                    format!("{what}: committed {committed:?} past the recovered log end {end}"),
-                ));
-            }
-            if let Some(c) = committed {
-                check_start(wharf, group, tp, c)?;
-            }
+            check_stored(wharf, group, lag)?;
             recovered
                 .committed
-                .insert((group.clone(), tp.clone()), committed);
+                .insert((group.clone(), lag.partition.clone()), lag.committed);
         }
         for ((g, tp), commits) in &model.commits {
-            if g != group {
-                continue;
-            }
-            let what = format!("group {group} on {}/{}", tp.topic, tp.partition);
             let lag = description
                 .partitions
                 .iter()
                 .find(|p| p.lag.partition == *tp)
                 .map(|p| &p.lag);
-            let committed = lag.and_then(|l| l.committed);
-            let floor = commits
-                .iter()
-                .filter(|c| c.ok && c.durable)
-                .map(|c| c.offset)
-                .max();
-            if let Some(floor) = floor {
-                if committed.is_none_or(|c| c < floor) {
-                    return Err(Violation::new(
-                        Kind::OffsetBackwards,
-                        format!(
-                            "{what}: committed {committed:?} after a durable commit of {floor}"
-                        ),
-                    ));
-                }
+            if g == group {
+                check_against_commits(group, tp, lag, commits)?;
             }
-            if let (Some(c), Some(lag)) = (committed, lag) {
-                let lowered = c == lag.end_offset && commits.iter().any(|x| x.offset > c);
-                if !lowered && !commits.iter().any(|x| x.offset == c) {
-                    return Err(Violation::new(
-                        Kind::OffsetBackwards,
-                        format!("{what}: committed {c}, a value never committed"),
-                    ));
-                }
-            }
+        }
+    }
+    Ok(())
+}
+
+/// A stored committed offset lies at or below the recovered log end, and a consumer of the
+/// group starts there.
+fn check_stored(wharf: &Wharf, group: &str, lag: &crate::PartitionLag) -> Checked<()> {
+    let tp = &lag.partition;
+    let (committed, end) = (lag.committed, lag.end_offset);
+    if committed.is_some_and(|c| c > end) {
+        return Err(Violation::new(
+            Kind::OffsetPastEnd,
+            format!(
+                "group {group} on {}/{}: committed {committed:?} past the recovered log end {end}",
+                tp.topic, tp.partition
+            ),
+        ));
+    }
+    match committed {
+        Some(c) => check_start(wharf, group, tp, c),
+        None => Ok(()),
+    }
+}
+
+/// The committed offset is at or above every durable commit, and a value some commit wrote
+/// (or the log end, where a commit past it was lowered at open).
+fn check_against_commits(
+    group: &str,
+    tp: &TopicPartition,
+    lag: Option<&crate::PartitionLag>,
+    commits: &[Commit],
+) -> Checked<()> {
+    let what = format!("group {group} on {}/{}", tp.topic, tp.partition);
+    let committed = lag.and_then(|l| l.committed);
+    let floor = commits
+        .iter()
+        .filter(|c| c.ok && c.durable)
+        .map(|c| c.offset)
+        .max();
+    if let Some(floor) = floor {
+        if committed.is_none_or(|c| c < floor) {
+            return Err(Violation::new(
+                Kind::OffsetBackwards,
+                format!("{what}: committed {committed:?} after a durable commit of {floor}"),
+            ));
+        }
+    }
+    if let (Some(c), Some(lag)) = (committed, lag) {
+        let lowered = c == lag.end_offset && commits.iter().any(|x| x.offset > c);
+        if !lowered && !commits.iter().any(|x| x.offset == c) {
+            return Err(Violation::new(
+                Kind::OffsetBackwards,
+                format!("{what}: committed {c}, a value never committed"),
+            ));
         }
     }
     Ok(())

@@ -192,47 +192,8 @@ fn an_interrupted_group_creation_leaves_no_temporary_file_after_open() {
 fn a_commit_that_outlived_its_records_never_skips_the_records_that_reuse_its_offsets() {
     let mut found = 0;
     for seed in 0..64 {
-        let sim = SimVfs::new();
-        let wharf = open(&sim);
-        let config = TopicConfig::default()
-            .segment_bytes(64 << 10)
-            .max_message_bytes(1_024);
-        wharf.create_topic("t", config).expect("topic");
-        wharf.sync().expect("sync");
-        let producer = wharf.producer().ack(AckMode::Write).build();
-        for i in 0..5 {
-            producer
-                .send(Record::new("t", format!("old-{i}")))
-                .expect("written");
-        }
-        let mut consumer = wharf
-            .consumer("g")
-            .assign([("t", 0)])
-            .commit_ack(AckMode::Write)
-            .build()
-            .expect("consumer");
-        let polled = consumer
-            .poll_batch(5, std::time::Duration::ZERO)
-            .expect("poll");
-        assert_eq!(polled.len(), 5);
-        consumer.commit().expect("written commit");
-        sim.freeze();
-        drop(polled);
-        drop(consumer);
-        drop(wharf);
-        let after = sim.crash(Damage::Random(seed));
-        // What the disk holds, seen without changing it.
-        let inspect = builder(&after)
-            .read_only(true)
-            .open()
-            .expect("read-only open");
-        let end = inspect.reader("t", 0).expect("reader").end_offset();
-        let committed = inspect
-            .admin()
-            .describe_group("g")
-            .ok()
-            .and_then(|d| d.partitions.first().and_then(|p| p.lag.committed));
-        drop(inspect);
+        let after = written_commit_then_power_loss(seed);
+        let (committed, end) = stored_commit_and_end(&after);
         if committed.is_none_or(|c| c <= end) {
             continue;
         }
@@ -261,4 +222,54 @@ fn a_commit_that_outlived_its_records_never_skips_the_records_that_reuse_its_off
         );
     }
     assert!(found > 0, "no seed left a commit past the recovered end");
+}
+
+/// Five records written (not synced), consumed and committed without waiting, then a power
+/// loss with random damage from `seed`.
+fn written_commit_then_power_loss(seed: u64) -> SimVfs {
+    let sim = SimVfs::new();
+    let wharf = open(&sim);
+    let config = TopicConfig::default()
+        .segment_bytes(64 << 10)
+        .max_message_bytes(1_024);
+    wharf.create_topic("t", config).expect("topic");
+    wharf.sync().expect("sync");
+    let producer = wharf.producer().ack(AckMode::Write).build();
+    for i in 0..5 {
+        producer
+            .send(Record::new("t", format!("old-{i}")))
+            .expect("written");
+    }
+    let mut consumer = wharf
+        .consumer("g")
+        .assign([("t", 0)])
+        .commit_ack(AckMode::Write)
+        .build()
+        .expect("consumer");
+    let polled = consumer
+        .poll_batch(5, std::time::Duration::ZERO)
+        .expect("poll");
+    assert_eq!(polled.len(), 5);
+    consumer.commit().expect("written commit");
+    sim.freeze();
+    drop(polled);
+    drop(consumer);
+    drop(wharf);
+    sim.crash(Damage::Random(seed))
+}
+
+/// The committed offset of group `g` on `t`/0 and the log end, as the disk holds them (seen
+/// through a read-only open, which changes nothing).
+fn stored_commit_and_end(disk: &SimVfs) -> (Option<u64>, u64) {
+    let inspect = builder(disk)
+        .read_only(true)
+        .open()
+        .expect("read-only open");
+    let end = inspect.reader("t", 0).expect("reader").end_offset();
+    let committed = inspect
+        .admin()
+        .describe_group("g")
+        .ok()
+        .and_then(|d| d.partitions.first().and_then(|p| p.lag.committed));
+    (committed, end)
 }
