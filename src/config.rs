@@ -294,6 +294,10 @@ pub(crate) struct WharfOptions {
     pub max_disk_bytes: Option<u64>,
     pub min_free_bytes: Option<u64>,
     pub full_timeout: Duration,
+    /// Whether the flusher, delay scheduler and prefault threads run. Off only in tests that
+    /// drive the first two by hand, so that all I/O happens in the test's thread, in a
+    /// reproducible order.
+    pub background_threads: bool,
 }
 
 impl Default for WharfOptions {
@@ -311,6 +315,7 @@ impl Default for WharfOptions {
             max_disk_bytes: None,
             min_free_bytes: None,
             full_timeout: Duration::ZERO,
+            background_threads: true,
         }
     }
 }

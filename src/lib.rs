@@ -85,6 +85,8 @@ mod admin;
 mod clock;
 mod config;
 mod consumer;
+#[cfg(test)]
+mod crash_sweep;
 mod dir_lock;
 mod error;
 #[cfg(test)]

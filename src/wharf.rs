@@ -156,6 +156,15 @@ impl WharfBuilder {
         self
     }
 
+    /// Without background threads (tests): no flusher, no delay scheduler and no prefault
+    /// thread; the test syncs with [`Wharf::sync`] and runs scheduler rounds with
+    /// [`Wharf::run_scheduler_round`].
+    #[cfg(test)]
+    pub(crate) fn without_background_threads(mut self) -> Self {
+        self.options.background_threads = false;
+        self
+    }
+
     /// Opens without taking the lock and without changing anything on disk, for inspection
     /// (possibly while another process writes). Reads see the data as of the open; writes fail
     /// with [`ErrorKind::ReadOnly`]. Default: `false`.
@@ -273,7 +282,7 @@ impl WharfBuilder {
             }
             None
         } else {
-            vfs.create_dir_all(&dir).ctx("create", &dir)?;
+            vfs::create_dir_all_synced(vfs.as_ref(), &dir).ctx("create", &dir)?;
             Some(dir_lock::lock(vfs.as_ref(), &dir)?)
         };
         check_dir_header(vfs.as_ref(), &dir, read_only)?;
@@ -289,7 +298,11 @@ impl WharfBuilder {
             clean,
             flush_messages: self.options.flush_messages,
             max_pending_async: self.options.max_pending_async,
-            prefaulter: if read_only { None } else { Prefaulter::start() },
+            prefaulter: if read_only || !self.options.background_threads {
+                None
+            } else {
+                Prefaulter::start()
+            },
             space: Arc::new(DiskSpace::new(
                 Arc::clone(&vfs),
                 dir.clone(),
@@ -315,6 +328,7 @@ impl WharfBuilder {
             this: this.clone(),
         });
         if !read_only {
+            shared.clamp_committed_offsets()?;
             if shared.env.space.is_limited() {
                 shared
                     .env
@@ -322,14 +336,16 @@ impl WharfBuilder {
                     .recount()
                     .ctx("measure the disk usage of", &shared.dir)?;
             }
-            let thread = RetentionThread::start(&shared, shared.options.retention_interval)
-                .ctx("start the retention thread for", &shared.dir)?;
-            *shared.retention.lock() = Some(thread);
+            if shared.options.background_threads {
+                let thread = RetentionThread::start(&shared, shared.options.retention_interval)
+                    .ctx("start the retention thread for", &shared.dir)?;
+                *shared.retention.lock() = Some(thread);
+            }
         }
         if !read_only && shared.topic(DELAY_TOPIC).is_ok() {
             shared.start_scheduler()?;
         }
-        let flusher = if read_only {
+        let flusher = if read_only || !shared.options.background_threads {
             None
         } else {
             Some(spawn_flusher(&shared)?)
@@ -422,8 +438,10 @@ fn take_clean_marker(vfs: &dyn Vfs, dir: &Path, read_only: bool) -> Result<bool>
     Ok(clean)
 }
 
-/// Creates `topics/`, and empties `staging/` and `trash/` (half-created and half-deleted
-/// topics from before a crash).
+/// Creates `topics/`, empties `staging/` and `trash/` (half-created and half-deleted topics
+/// from before a crash), and removes the temporary files of replacements a crash interrupted
+/// in the directory itself and in every group's directory (groups are otherwise opened only
+/// when used, and an unused one would keep its leftover forever).
 fn prepare_dirs(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
     for name in [layout::STAGING_DIR, layout::TRASH_DIR] {
         let path = dir.join(name);
@@ -431,9 +449,35 @@ fn prepare_dirs(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
             vfs.remove_dir_all(&path).ctx("remove", &path)?;
         }
     }
+    let groups = layout::groups_dir(dir);
+    if vfs.exists(&groups).ctx("open", &groups)? {
+        for entry in vfs.read_dir(&groups).ctx("list", &groups)? {
+            if entry.is_dir {
+                remove_temporaries(vfs, &groups.join(entry.name))?;
+            }
+        }
+    }
+    remove_temporaries(vfs, dir)?;
     let topics = layout::topics_dir(dir);
     vfs.create_dir_all(&topics).ctx("create", &topics)?;
     vfs.sync_dir(dir).ctx("sync", dir)
+}
+
+/// Removes the files of `dir` ending in [`vfs::TMP_SUFFIX`] (a replacement's unfinished copy:
+/// the rename that would have replaced the original never happened), syncing `dir` after.
+fn remove_temporaries(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+    let mut removed = false;
+    for entry in vfs.read_dir(dir).ctx("list", dir)? {
+        if !entry.is_dir && entry.name.ends_with(vfs::TMP_SUFFIX) {
+            let path = dir.join(&entry.name);
+            vfs.remove_file(&path).ctx("remove", &path)?;
+            removed = true;
+        }
+    }
+    if removed {
+        vfs.sync_dir(dir).ctx("sync", dir)?;
+    }
+    Ok(())
 }
 
 fn open_topics(vfs: &dyn Vfs, dir: &Path, env: &PartitionEnv) -> Result<TopicMap> {
@@ -548,6 +592,13 @@ impl Wharf {
         Ok(Arc::clone(
             self.inner.shared.topic(topic)?.partition(partition)?,
         ))
+    }
+
+    /// Runs one round of the delay scheduler in this thread (tests opened
+    /// [`WharfBuilder::without_background_threads`]).
+    #[cfg(test)]
+    pub(crate) fn run_scheduler_round(&self) -> Result<()> {
+        crate::retry::scheduler::run_round(&self.inner.shared)
     }
 
     /// A builder for a producer.
@@ -776,7 +827,7 @@ impl Shared {
     /// Starts the delay scheduler unless it runs.
     fn start_scheduler(&self) -> Result<()> {
         let mut slot = self.scheduler.lock();
-        if slot.is_some() || self.is_closed() {
+        if slot.is_some() || self.is_closed() || !self.options.background_threads {
             return Ok(());
         }
         let Some(this) = self.this.upgrade() else {
@@ -826,9 +877,7 @@ impl Shared {
             .into());
         }
         if !exists {
-            self.vfs.create_dir_all(&dir).ctx("create", &dir)?;
-            let parent = layout::groups_dir(&self.dir);
-            self.vfs.sync_dir(&parent).ctx("sync", &parent)?;
+            vfs::create_dir_all_synced(self.vfs.as_ref(), &dir).ctx("create", &dir)?;
         }
         let (offsets, load) = OffsetStore::open(
             Arc::clone(&self.vfs),
@@ -877,6 +926,38 @@ impl Shared {
         self.vfs.remove_dir_all(&dir).ctx("remove", &dir)?;
         let parent = layout::groups_dir(&self.dir);
         self.vfs.sync_dir(&parent).ctx("sync", &parent)
+    }
+
+    /// Lowers every group's committed offsets that lie past their partition's log end to that
+    /// end, durably, before anything is appended. A commit written without waiting can reach
+    /// the disk before the records it counted (writeback has no order), so after a power loss
+    /// it can outlive them; once new records reuse those offsets, a consumer starting from it
+    /// would skip them silently (RELIABILITY.md scenario 10). Durable commits never need it:
+    /// the log is made durable up to them first.
+    fn clamp_committed_offsets(&self) -> Result<()> {
+        for name in self.group_names()? {
+            let group = self.group(&name, false)?;
+            let past_end: Vec<(TopicPartition, u64)> = group
+                .offsets
+                .all()
+                .into_iter()
+                .filter_map(|(tp, committed)| {
+                    let end = self
+                        .topic(&tp.topic)
+                        .ok()?
+                        .partition(tp.partition)
+                        .ok()?
+                        .next_offset();
+                    (committed > end).then_some((tp, end))
+                })
+                .collect();
+            if !past_end.is_empty() {
+                let make_durable =
+                    |tp: &TopicPartition, offset: u64| self.make_log_durable(tp, offset);
+                group.offsets.commit(&past_end, true, &make_durable)?;
+            }
+        }
+        Ok(())
     }
 
     /// Makes partition `tp`'s log durable up to `offset` (before a commit of it is durable).

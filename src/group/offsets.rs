@@ -620,14 +620,11 @@ fn encode<'a>(
     })
 }
 
-/// Creates `dir` if missing (syncing its parent), and removes temporary files an interrupted
-/// compaction or repair left.
+/// Creates `dir` if missing (durably: see [`vfs::create_dir_all_synced`]), and removes
+/// temporary files an interrupted compaction or repair left.
 fn prepare_dir(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
     if !vfs.exists(dir).ctx("check", dir)? {
-        vfs.create_dir_all(dir).ctx("create", dir)?;
-        if let Some(parent) = dir.parent() {
-            vfs.sync_dir(parent).ctx("sync", parent)?;
-        }
+        vfs::create_dir_all_synced(vfs, dir).ctx("create", dir)?;
         return Ok(());
     }
     let mut removed = false;

@@ -226,6 +226,12 @@ pub(crate) fn recover_partition(spec: &PartitionSpec<'_>) -> Result<Recovered> {
         remove_segments(spec, &deleted, &mut report)?;
         spec.vfs.sync_dir(spec.dir).ctx("sync", spec.dir)?;
     }
+    if is_unfinished_creation(spec, &cp, &bases)? {
+        if !spec.read_only {
+            remove_segments(spec, &bases, &mut report)?;
+        }
+        bases.clear();
+    }
     if bases.is_empty() {
         return recover_empty(spec, cp, cp_file, report);
     }
@@ -329,6 +335,30 @@ fn walk_tail(
     Ok((walked, doomed))
 }
 
+/// Whether the only segment is the partition's first, whose creation a crash interrupted: the
+/// checkpoint vouches for none of its bytes (it names the segment at its header's end, with
+/// no offset), its header is missing or invalid, and nothing but zeros follows. Recovery then
+/// removes it and creates it again ([`recover_empty`]). A bad header anywhere else is damage.
+fn is_unfinished_creation(
+    spec: &PartitionSpec<'_>,
+    cp: &Checkpoint,
+    bases: &[u64],
+) -> Result<bool> {
+    if bases != [cp.segment_base]
+        || cp.next_offset != cp.segment_base
+        || cp.position != SEGMENT_HEADER_LEN as u64
+    {
+        return Ok(false);
+    }
+    let paths = SegmentPaths::new(spec.dir, cp.segment_base);
+    let log = open_log(spec, &paths)?;
+    if has_valid_header(log.as_ref(), cp.segment_base) {
+        return Ok(false);
+    }
+    let len = log.len().ctx("read the size of", &paths.log)?;
+    Ok(is_zero_from(log.as_ref(), SEGMENT_HEADER_LEN as u64, len))
+}
+
 /// Deletes the files of segments that no longer continue the log.
 fn remove_segments(
     spec: &PartitionSpec<'_>,
@@ -351,14 +381,18 @@ fn remove_segments(
 /// Whether the unscanned tail of a walked segment (after its valid data) is all zeros, i.e.
 /// unwritten preallocated space: only then may a later segment continue the log.
 fn tail_is_zero(w: &Walked) -> bool {
+    is_zero_from(w.log.as_ref(), w.end, w.file_len)
+}
+
+/// Whether bytes `[position, end)` of `log` are all zero (a read error counts as not zero).
+fn is_zero_from(log: &dyn VfsFile, mut position: u64, end: u64) -> bool {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut position = w.end;
-    while position < w.file_len {
-        let len = to_usize((w.file_len - position).min(buf.len() as u64));
+    while position < end {
+        let len = to_usize((end - position).min(buf.len() as u64));
         let Some(chunk) = buf.get_mut(..len) else {
             return false;
         };
-        if w.log.read_exact_at(chunk, position).is_err() || chunk.iter().any(|&b| b != 0) {
+        if log.read_exact_at(chunk, position).is_err() || chunk.iter().any(|&b| b != 0) {
             return false;
         }
         position += len as u64;

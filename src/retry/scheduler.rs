@@ -117,6 +117,24 @@ impl Scheduler {
     }
 }
 
+/// Runs one round in the calling thread, from the lanes' committed positions, as a scheduler
+/// (re)started now would (tests without background threads).
+#[cfg(test)]
+pub(crate) fn run_round(shared: &Arc<Shared>) -> Result<()> {
+    let mut run = Run {
+        shared: Arc::downgrade(shared),
+        stop: Arc::new(AtomicBool::new(false)),
+        signal: Arc::new(Signal::default()),
+        stats: Arc::new(SchedulerStats::default()),
+        topic: None,
+        group: None,
+        lanes: Vec::new(),
+    };
+    let result = run.round(shared).map(|_| ());
+    run.release();
+    result
+}
+
 impl Drop for Scheduler {
     fn drop(&mut self) {
         self.stop();

@@ -16,6 +16,8 @@
 
 #[cfg(test)]
 pub(crate) mod faulty;
+#[cfg(test)]
+pub(crate) mod sim;
 mod std_fs;
 
 use std::fmt;
@@ -170,6 +172,34 @@ pub(crate) fn write_atomic(vfs: &dyn Vfs, path: &Path, data: &[u8]) -> io::Resul
     vfs.rename(&tmp, path)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     vfs.sync_dir(dir)
+}
+
+/// Creates directory `path` and any missing parents, then syncs the parent of each directory
+/// it created, top down, so that none of them can vanish in a power loss: a new directory
+/// entry is durable only once its own parent is synced, and syncing only the last parent
+/// leaves the others at risk.
+pub(crate) fn create_dir_all_synced(vfs: &dyn Vfs, path: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(path);
+    while let Some(dir) = at.filter(|d| !d.as_os_str().is_empty()) {
+        if vfs.exists(dir)? {
+            break;
+        }
+        missing.push(dir);
+        at = dir.parent();
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    vfs.create_dir_all(path)?;
+    for dir in missing.iter().rev() {
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        vfs.sync_dir(parent)?;
+    }
+    Ok(())
 }
 
 /// The temporary name used while `path` is being replaced. Recovery removes leftovers.
