@@ -733,6 +733,15 @@ fn consumed_records_survive_kill_9_at_least_once() {
         totals.redelivered_after_kill,
         lost.len(),
     );
+    common::record_reliability(
+        "kill_consume",
+        &[
+            ("kill_cycles_commit", u64::from(totals.cycles[0])),
+            ("kill_cycles_commit_message", u64::from(totals.cycles[1])),
+            ("kill_cycles_acked", u64::from(totals.cycles[2])),
+            ("lost_committed_records", lost.len() as u64),
+        ],
+    );
     assert!(
         cycles < 30
             || (totals.killed_with_uncommitted_work > 0

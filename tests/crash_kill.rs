@@ -15,6 +15,8 @@
 
 #![allow(clippy::cast_possible_truncation)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -44,7 +46,7 @@ const SEED_ENV: &str = "WHARF_KILL_SEED";
 /// Number of kill cycles (default [`DEFAULT_CYCLES`]).
 const CYCLES_ENV: &str = "WHARF_KILL_CYCLES";
 
-const DEFAULT_CYCLES: u32 = 300;
+const DEFAULT_CYCLES: u32 = 1_000;
 const TOPIC: &str = "crash";
 const PARTITIONS: u32 = 3;
 const SEGMENT_BYTES: u64 = 8 * 1024;
@@ -708,7 +710,7 @@ fn acked_records_survive_kill_9_at_random_points() {
     wharf.close().expect("close");
     drop(watchdog);
 
-    let lost = 0; // any loss panicked above, naming the cycle and the record
+    let lost: u64 = 0; // any loss panicked above, naming the cycle and the record
     println!(
         "crash_kill summary: seed {seed}; cycles Write {} / Fsync {}; kills before open {}, \
          during open {}, while appending {}; acked records checked: Write {} / Fsync {} \
@@ -729,6 +731,17 @@ fn acked_records_survive_kill_9_at_random_points() {
     assert!(
         totals.write.acked > 0 && totals.fsync.acked > 0,
         "seed {seed}: no acks under one ack mode: {totals:?}"
+    );
+    common::record_reliability(
+        "kill_produce",
+        &[
+            ("kill_cycles_write", u64::from(totals.write.cycles)),
+            ("kill_cycles_fsync", u64::from(totals.fsync.cycles)),
+            ("acked_write_messages_checked", totals.write.acked),
+            ("acked_fsync_messages_checked", totals.fsync.acked),
+            ("lost_write_acks_under_kill", lost),
+            ("lost_fsync_acks", lost),
+        ],
     );
 }
 

@@ -2609,6 +2609,15 @@ fn retried_and_dead_lettered_records_survive_kill_9() {
         totals.moved_twice_in_one_run,
         tally.settled_twice,
     );
+    common::record_reliability(
+        "kill_retry",
+        &[
+            ("kill_cycles_fsync", u64::from(totals.commit_ack[0])),
+            ("kill_cycles_write", u64::from(totals.commit_ack[1])),
+            // Any loss panicked above, naming the message.
+            ("lost_retry_messages", 0),
+        ],
+    );
     assert!(
         cycles < 30 || totals.kills_in_window > 0,
         "seed {seed}: no kill landed between a returned retry or dead-letter call and the \

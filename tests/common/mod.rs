@@ -63,3 +63,25 @@ pub fn payload(i: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Records a reliability tier's figures (RELIABILITY.md section 5) for the run's summary: one
+/// `name value` line each in `target/reliability-summary.d/<tier>.txt`, the fragment format
+/// the in-crate tiers write too (`src/crash_sweep/summary.rs`); `.ci/run` prints the totals.
+/// Also prints them. A target directory that cannot be written does not fail the tier.
+pub fn record_reliability(tier: &str, figures: &[(&str, u64)]) {
+    let mut text = String::new();
+    for (name, n) in figures {
+        println!("reliability[{tier}]: {} {n}", name.replace('_', " "));
+        text = text + name + " " + &n.to_string() + "\n";
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+        std::path::PathBuf::from,
+    );
+    let dir = target.join("reliability-summary.d");
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join(format!("{tier}.txt")), text));
+    if let Err(e) = written {
+        println!("reliability[{tier}]: summary fragment not written: {e}");
+    }
+}
