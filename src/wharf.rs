@@ -680,6 +680,7 @@ impl Wharf {
         for partition in shared.all_partitions() {
             partition.abandon();
         }
+        shared.env.flush_queue.clear();
         if let Some(prefaulter) = &shared.env.prefaulter {
             prefaulter.stop();
         }
@@ -709,6 +710,8 @@ impl Inner {
                 result = result.and(Err(e));
             }
         }
+        // Requests that came after the flusher stopped: nothing is left to do for them.
+        shared.env.flush_queue.clear();
         if let Some(prefaulter) = &shared.env.prefaulter {
             prefaulter.stop();
         }

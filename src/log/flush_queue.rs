@@ -56,6 +56,12 @@ impl FlushQueue {
         taken
     }
 
+    /// Forgets every queued partition (the Wharf was abandoned without a flush). The queue
+    /// and the partitions hold each other: this breaks the cycle.
+    pub(crate) fn clear(&self) {
+        drop(self.take());
+    }
+
     /// The channel the flusher sleeps on.
     pub(crate) fn wake_receiver(&self) -> &Receiver<()> {
         &self.wake_rx
