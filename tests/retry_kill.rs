@@ -69,13 +69,15 @@
 
 mod common;
 
+use common::kill::{Watchdog, killed_by_sigkill};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -942,65 +944,6 @@ fn forward_events(stdout: ChildStdout, tx: &mpsc::Sender<Event>) {
             if tx.send(event).is_err() {
                 break;
             }
-        }
-    }
-}
-
-#[cfg(unix)]
-fn killed_by_sigkill(status: ExitStatus) -> bool {
-    use std::os::unix::process::ExitStatusExt;
-    status.signal() == Some(9)
-}
-
-#[cfg(not(unix))]
-fn killed_by_sigkill(status: ExitStatus) -> bool {
-    !status.success()
-}
-
-/// Fails the whole test binary with a clear message if the test is still running after
-/// `limit` (a hang guard, not a timing assertion).
-struct Watchdog {
-    done: Arc<(Mutex<bool>, Condvar)>,
-    status: Arc<Mutex<String>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Watchdog {
-    fn start(test: &'static str, limit: Duration) -> Self {
-        let done = Arc::new((Mutex::new(false), Condvar::new()));
-        let status = Arc::new(Mutex::new(String::from("starting")));
-        let (flag, last) = (Arc::clone(&done), Arc::clone(&status));
-        let thread = thread::spawn(move || {
-            let (lock, cvar) = &*flag;
-            let (finished, _) = cvar
-                .wait_timeout_while(lock.lock().expect("lock"), limit, |done| !*done)
-                .expect("wait");
-            if !*finished {
-                eprintln!(
-                    "HANG: {test} did not finish within {limit:?}; last step: {}",
-                    last.lock().expect("lock")
-                );
-                std::process::exit(101);
-            }
-        });
-        Watchdog {
-            done,
-            status,
-            thread: Some(thread),
-        }
-    }
-
-    fn step(&self, what: String) {
-        *self.status.lock().expect("lock") = what;
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        *self.done.0.lock().expect("lock") = true;
-        self.done.1.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

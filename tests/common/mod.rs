@@ -2,6 +2,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod kill;
+
 use std::path::Path;
 
 use wharf::{Message, ReadOptions, Wharf};
