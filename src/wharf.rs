@@ -5,8 +5,10 @@
 //! - open: create the directory; take the lock; read (or write) `wharf.meta`; note and remove
 //!   the clean-shutdown marker (synced) before anything else is written; clear `staging/` and
 //!   `trash/`; open every topic (recovering each partition); start the flusher.
-//! - close: stop the flusher; close every partition (sync, finalize, trim, checkpoint); if all
-//!   of that succeeded, write the clean-shutdown marker; release the lock.
+//! - close: stop the delay scheduler and retention (their last round still commits its
+//!   progress), then refuse calls; stop the flusher; sync the groups' offsets; close every
+//!   partition (sync, finalize, trim, checkpoint); if all of that succeeded, write the
+//!   clean-shutdown marker; release the lock.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -108,6 +110,10 @@ pub(crate) struct Shared {
     topics: RwLock<TopicMap>,
     groups: Mutex<HashMap<String, Arc<Group>>>,
     admin: Mutex<()>,
+    /// Set when a close (or a simulated crash) starts: nothing starts a background thread
+    /// from then on.
+    closing: AtomicBool,
+    /// Set once the background threads are stopped: calls get `Closed` from then on.
     closed: AtomicBool,
     /// The delay scheduler, running while the delay topic exists.
     scheduler: Mutex<Option<Scheduler>>,
@@ -321,6 +327,7 @@ impl WharfBuilder {
             topics: RwLock::new(topics),
             groups: Mutex::new(HashMap::new()),
             admin: Mutex::new(()),
+            closing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             scheduler: Mutex::new(None),
             retention: Mutex::new(None),
@@ -669,9 +676,10 @@ impl Wharf {
     /// crash recovery. Other handles get [`ErrorKind::Closed`].
     pub fn simulate_crash(self) {
         let shared = &self.inner.shared;
-        if shared.closed.swap(true, Ordering::AcqRel) {
+        if shared.closing.swap(true, Ordering::AcqRel) {
             return;
         }
+        shared.closed.store(true, Ordering::Release);
         shared.stop_scheduler();
         shared.stop_retention();
         if let Some(mut flusher) = self.inner.flusher.lock().take() {
@@ -691,11 +699,15 @@ impl Wharf {
 impl Inner {
     fn close(&self) -> Result<()> {
         let shared = &self.shared;
-        if shared.closed.swap(true, Ordering::AcqRel) {
+        if shared.closing.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        // The scheduler first, while commits are still taken: a round that moved records
+        // records its progress before the thread stops, so a clean close never moves a
+        // record twice. Then calls get `Closed`.
         shared.stop_scheduler();
         shared.stop_retention();
+        shared.closed.store(true, Ordering::Release);
         if let Some(mut flusher) = self.flusher.lock().take() {
             flusher.stop();
         }
@@ -830,7 +842,10 @@ impl Shared {
     /// Starts the delay scheduler unless it runs.
     fn start_scheduler(&self) -> Result<()> {
         let mut slot = self.scheduler.lock();
-        if slot.is_some() || self.is_closed() || !self.options.background_threads {
+        if slot.is_some()
+            || self.closing.load(Ordering::Acquire)
+            || !self.options.background_threads
+        {
             return Ok(());
         }
         let Some(this) = self.this.upgrade() else {
