@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench --bench append                      # everything
 //! cargo bench --bench append -- 'send/Write'      # one group
+//! cargo bench --bench append -- 'send_async'      # asynchronous Fsync sends
 //! WHARF_BENCH_DIR=/mnt/disk cargo bench --bench append
 //! ```
 
@@ -73,6 +74,57 @@ fn send(c: &mut Criterion) {
         }
         group.finish();
     }
+}
+
+/// Times `iters` `send_async` calls from one thread keeping `in_flight` handles open (it
+/// waits for the oldest before sending past that), on a fresh Wharf: the flusher thread does
+/// the group syncs.
+fn time_async_sends(iters: u64, in_flight: usize, payloads: &[Bytes]) -> Duration {
+    let dir = common::bench_dir();
+    let wharf = Wharf::open(dir.path()).expect("open");
+    wharf
+        .create_topic(TOPIC, TopicConfig::default())
+        .expect("topic");
+    let producer = wharf.producer().ack(AckMode::Fsync).build();
+    let mut pending = std::collections::VecDeque::with_capacity(in_flight);
+    let started = Instant::now();
+    for i in 0..iters {
+        if pending.len() == in_flight {
+            let handle: wharf::SendHandle = pending.pop_front().expect("in flight");
+            black_box(handle.wait().expect("send"));
+        }
+        let payload = payloads[i as usize % payloads.len()].clone();
+        pending.push_back(producer.send_async(Record::new(TOPIC, payload)));
+    }
+    for handle in pending {
+        black_box(handle.wait().expect("send"));
+    }
+    let elapsed = started.elapsed();
+    drop(producer);
+    wharf.close().expect("close");
+    elapsed
+}
+
+/// `Fsync` through `send_async` with 1 and 16 sends in flight, next to blocking `send` from 16
+/// threads in the same run.
+fn send_async(c: &mut Criterion) {
+    let mut group = c.benchmark_group("send_async/Fsync");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(1));
+    let payloads = common::payloads(1_024, 100);
+    for in_flight in [1usize, 16] {
+        let id = BenchmarkId::new("100B", format!("{in_flight}_in_flight"));
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| time_async_sends(iters, in_flight, &payloads));
+        });
+    }
+    group.bench_function(BenchmarkId::new("100B", "send_16_threads"), |b| {
+        b.iter_custom(|iters| time_sends(iters, AckMode::Fsync, 16, &payloads));
+    });
+    group.finish();
 }
 
 fn send_batch(c: &mut Criterion) {
@@ -169,5 +221,5 @@ fn map_file(file: &std::fs::File, len: u64) -> memmap2::MmapMut {
     }
 }
 
-criterion_group!(benches, send, send_batch, backend);
+criterion_group!(benches, send, send_async, send_batch, backend);
 criterion_main!(benches);

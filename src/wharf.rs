@@ -317,6 +317,7 @@ impl WharfBuilder {
             )),
             full_timeout: self.options.full_timeout,
             open_segments: Arc::new(OpenSegments::new(self.options.max_open_segments)),
+            checkpoint_interval: self.options.flush_interval,
         };
         let topics = open_topics(vfs.as_ref(), &dir, &env)?;
         let shared = Arc::new_cyclic(|this| Shared {

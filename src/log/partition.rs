@@ -76,6 +76,9 @@ pub(crate) struct PartitionEnv {
     pub full_timeout: Duration,
     /// The sealed segments kept open across the Wharf.
     pub open_segments: Arc<OpenSegments>,
+    /// Longest time the flusher defers a checkpoint while asynchronous sends keep it busy
+    /// (the flush interval).
+    pub checkpoint_interval: Duration,
 }
 
 /// What an append wrote.
@@ -165,6 +168,11 @@ pub(crate) struct PartitionLog {
     sync: Mutex<SyncState>,
     sync_done: Condvar,
     checkpoint: Mutex<Option<CheckpointFile>>,
+    /// The next offset of the last checkpoint written: the flusher writes a new one when the
+    /// durable offset has moved past it.
+    checkpointed_offset: AtomicU64,
+    /// When the flusher last wrote a checkpoint (or found nothing to write).
+    checkpointed_at: Mutex<Instant>,
     watchers: Watchers,
     pub(super) flush_queued: AtomicBool,
     recovery: RecoveryReport,
@@ -245,7 +253,14 @@ impl PartitionLog {
                 waiters: Vec::new(),
             }),
             sync_done: Condvar::new(),
+            checkpointed_offset: AtomicU64::new(
+                recovered
+                    .checkpoint
+                    .as_ref()
+                    .map_or(next, |file| file.last().next_offset),
+            ),
             checkpoint: Mutex::new(recovered.checkpoint),
+            checkpointed_at: Mutex::new(Instant::now()),
             watchers: Watchers::default(),
             flush_queued: AtomicBool::new(false),
             recovery: recovered.report,
@@ -588,23 +603,44 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Whether the flusher has work here.
+    /// Whether the flusher has work here: data or files to sync, segments to finalize,
+    /// waiters, or a checkpoint behind the durable offset (`Fsync` sends sync in their own
+    /// thread and write no checkpoint: the flusher's tick does, so recovery after a crash
+    /// scans at most a flush interval of them).
     pub(crate) fn needs_flush(&self) -> bool {
         if self.state.load(Ordering::Acquire) == STATE_REMOVED {
             return false;
         }
         let st = self.sync.lock();
         st.durable.next_offset < self.next_offset()
+            || st.durable.next_offset > self.checkpointed_offset.load(Ordering::Acquire)
             || !st.unsynced_sealed.is_empty()
             || !st.unsynced_created.is_empty()
             || !st.to_finalize.is_empty()
             || !st.waiters.is_empty()
     }
 
-    /// The flusher's work: [`Self::sync_and_checkpoint`]; a failure poisons the partition and
+    /// The flusher's work: sync, complete the asynchronous sends waiting, then finalize and
+    /// checkpoint ([`Self::sync_and_checkpoint`]). A failure poisons the partition and
     /// reaches every waiter.
-    pub(crate) fn flush_in_background(&self) {
-        if let Err(e) = self.sync_and_checkpoint() {
+    ///
+    /// Sends that started waiting during the sync are served first: the checkpoint costs up
+    /// to three more syncs (both index files and the checkpoint file), which they would
+    /// otherwise wait behind. The partition is queued again instead, so the flusher comes
+    /// back to it after the other partitions; under a steady stream of asynchronous sends
+    /// the checkpoint is still written once per `checkpoint_interval`.
+    pub(crate) fn flush_in_background(self: &Arc<Self>) {
+        let result = self.sync_until(self.next_offset(), true).and_then(|()| {
+            self.complete_waiters();
+            let waiting = !self.sync.lock().waiters.is_empty();
+            let overdue = self.checkpointed_at.lock().elapsed() >= self.env.checkpoint_interval;
+            if waiting && !overdue {
+                self.env.flush_queue.request(self);
+                return Ok(());
+            }
+            self.finalize_and_checkpoint()
+        });
+        if let Err(e) = result {
             if self.state.load(Ordering::Acquire) == STATE_OPEN {
                 self.poison_locked(&mut self.sync.lock(), e.into_io());
             }
@@ -618,9 +654,15 @@ impl PartitionLog {
     pub(crate) fn sync_and_checkpoint(&self) -> Result<()> {
         self.sync_until(self.next_offset(), true)?;
         self.complete_waiters();
+        self.finalize_and_checkpoint()
+    }
+
+    /// Finalizes the synced sealed segments and writes a checkpoint at the durable point.
+    fn finalize_and_checkpoint(&self) -> Result<()> {
         // One finalize-and-checkpoint at a time, so a checkpoint never passes a sealed
         // segment another thread is still finalizing.
         let mut checkpoint = self.checkpoint.lock();
+        *self.checkpointed_at.lock() = Instant::now();
         let (durable, sealed) = {
             let mut st = self.sync.lock();
             (st.durable, std::mem::take(&mut st.to_finalize))
@@ -701,7 +743,10 @@ impl PartitionLog {
         for index in index_files.iter().flatten() {
             index.sync_data().ctx("sync", index.path())?;
         }
-        file.write(next)
+        file.write(next)?;
+        self.checkpointed_offset
+            .store(next.next_offset, Ordering::Release);
+        Ok(())
     }
 
     /// Stops appends, syncs and finalizes everything, trims the active segment and writes the
