@@ -170,8 +170,9 @@ pub struct TopicConfig {
     /// Bytes of log between two offset-index entries. Default [`DEFAULT_INDEX_INTERVAL_BYTES`];
     /// 0 indexes every batch.
     pub index_interval_bytes: u32,
-    /// Largest encoded record (key, value and headers). Default [`DEFAULT_MAX_MESSAGE_BYTES`];
-    /// must fit in a segment.
+    /// Largest encoded record (key, value and headers). Default [`DEFAULT_MAX_MESSAGE_BYTES`],
+    /// or the largest record a segment holds when [`TopicConfig::segment_bytes`] makes
+    /// segments smaller than that; must fit in a segment.
     pub max_message_bytes: u32,
     /// Retention limits. Default: keep everything.
     pub retention: Retention,
@@ -197,10 +198,16 @@ impl TopicConfig {
         self
     }
 
-    /// Sets the segment size in bytes.
+    /// Sets the segment size in bytes. A `max_message_bytes` still at its default is lowered
+    /// to the largest record such a segment holds, if it is above it (so
+    /// `segment_bytes(256 << 10)` alone is a valid configuration); one set explicitly
+    /// afterwards must fit.
     #[must_use]
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;
+        if self.max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES {
+            self.max_message_bytes = self.max_message_bytes.min(largest_record_in(bytes));
+        }
         self
     }
 
@@ -278,6 +285,15 @@ impl TopicConfig {
         }
         Ok(())
     }
+}
+
+/// The largest `max_message_bytes` whose batch fits an empty segment of `segment_bytes` (at
+/// least 1, so that a segment too small for anything still fails validation with a reason).
+fn largest_record_in(segment_bytes: u64) -> u32 {
+    let room = segment_bytes
+        .saturating_sub(crate::format::file_header::SEGMENT_HEADER_LEN as u64)
+        .saturating_sub(crate::format::batch::max_batch_len_for_record(0));
+    u32::try_from(room).unwrap_or(u32::MAX).max(1)
 }
 
 /// Wharf-wide options, set through [`crate::WharfBuilder`].
@@ -360,6 +376,30 @@ mod tests {
     #[test]
     fn default_config_is_valid() {
         TopicConfig::default().validate().expect("default config");
+    }
+
+    #[test]
+    fn small_segments_lower_the_default_record_limit_to_what_fits() {
+        for bytes in [
+            MIN_SEGMENT_BYTES,
+            256 << 10,
+            u64::from(DEFAULT_MAX_MESSAGE_BYTES),
+        ] {
+            let config = TopicConfig::default().segment_bytes(bytes);
+            config.validate().expect("a smaller segment alone is valid");
+            let largest = crate::format::batch::max_batch_len_for_record(config.max_message_bytes)
+                + crate::format::file_header::SEGMENT_HEADER_LEN as u64;
+            assert_eq!(
+                largest, bytes,
+                "the largest record fills an empty segment exactly"
+            );
+        }
+        let big = TopicConfig::default().segment_bytes(DEFAULT_SEGMENT_BYTES);
+        assert_eq!(big.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
+        let explicit = TopicConfig::default()
+            .segment_bytes(256 << 10)
+            .max_message_bytes(1 << 20);
+        assert!(explicit.validate().is_err(), "an explicit limit must fit");
     }
 
     #[test]
