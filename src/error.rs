@@ -253,6 +253,34 @@ pub enum ErrorKind {
         /// Which limit was hit.
         reason: String,
     },
+
+    /// A [`crate::Producer::send_batch`] spanning several partitions stored the records of
+    /// some of them, then failed on the next: `stored` has the receipt of every record that
+    /// was stored and reached the producer's ack mode, in the order of the records; none of
+    /// the others was stored (a partition's records are stored all or none). `source` is the
+    /// failure, as the call would have returned it alone (`Full`, `Poisoned`, ...).
+    #[error(
+        "stored the records of {} partitions, then failed: {source}",
+        stored_partitions(stored)
+    )]
+    PartlyStored {
+        /// The receipts of the records stored.
+        stored: Vec<crate::writer::ack::SendReceipt>,
+        /// Why the rest was not stored.
+        #[source]
+        source: Error,
+    },
+}
+
+/// How many partitions `receipts` name.
+fn stored_partitions(receipts: &[crate::writer::ack::SendReceipt]) -> usize {
+    let mut partitions: Vec<(&str, u32)> = receipts
+        .iter()
+        .map(|r| (r.topic(), r.partition()))
+        .collect();
+    partitions.sort_unstable();
+    partitions.dedup();
+    partitions.len()
 }
 
 impl Error {
@@ -274,6 +302,7 @@ impl Error {
             | ErrorKind::CorruptFile { path, .. }
             | ErrorKind::IncompatibleFormat { path, .. } => Some(path),
             ErrorKind::Locked { dir } | ErrorKind::ReadOnly { dir } => Some(dir),
+            ErrorKind::PartlyStored { source, .. } => source.path(),
             _ => None,
         }
     }
@@ -290,6 +319,7 @@ impl Error {
             | ErrorKind::Revoked { topic, .. }
             | ErrorKind::InvalidCommit { topic, .. }
             | ErrorKind::Poisoned { topic, .. } => Some(topic),
+            ErrorKind::PartlyStored { source, .. } => source.topic(),
             _ => None,
         }
     }
@@ -300,6 +330,7 @@ impl Error {
             ErrorKind::Corrupt { offset, .. }
             | ErrorKind::OffsetOutOfRange { offset, .. }
             | ErrorKind::InvalidCommit { offset, .. } => Some(*offset),
+            ErrorKind::PartlyStored { source, .. } => source.offset(),
             _ => None,
         }
     }

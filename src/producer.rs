@@ -140,13 +140,16 @@ impl Producer {
     /// fit) and, for `Fsync`, one sync per partition: far cheaper than one send per record.
     /// Receipts come back in the order of the records.
     ///
-    /// Every record is checked (topic, partition, size) before anything is written. Records
-    /// bound for one partition are stored in order; across partitions the batch is not atomic.
+    /// Every record is checked (topic, partition, size) before anything is written. The
+    /// records bound for one partition are stored all or none, in order: the space they take
+    /// (the segments they roll into included) is reserved before a byte is written. The
+    /// partitions are written one after the other, in the order they first appear.
     ///
     /// # Errors
     ///
-    /// As [`Producer::send`]. An error after the checks (an I/O failure) may leave earlier
-    /// partitions' records written.
+    /// As [`Producer::send`], with nothing stored; or, when the records of some partitions
+    /// were stored before another failed, [`ErrorKind::PartlyStored`] with their receipts and
+    /// that failure.
     pub fn send_batch(
         &self,
         records: impl IntoIterator<Item = Record>,
@@ -173,6 +176,7 @@ impl Producer {
                     members: Vec::new(),
                     base: 0,
                     now: 0,
+                    stored: false,
                 };
                 groups.push(group);
                 groups.len() - 1
@@ -182,22 +186,46 @@ impl Producer {
             members.push(record);
             topic_cache = Some(topic);
         }
-        for group in &mut groups {
-            let appended = group.log.append(&group.members)?;
-            group.base = appended.base_offset;
-            group.now = appended.now;
-        }
         let ack = self.inner.ack;
-        if ack == AckMode::Fsync {
-            for group in &groups {
-                group.log.sync_to(group.base + group.members.len() as u64)?;
+        let mut failure = None;
+        for group in &mut groups {
+            match group.log.append(&group.members) {
+                Ok(appended) => {
+                    group.base = appended.base_offset;
+                    group.now = appended.now;
+                    group.stored = true;
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
             }
         }
-        let receipts = placement.iter().zip(&records).map(|(&(g, k), record)| {
-            let group = &groups[g];
-            receipt(&group.log, group.base + k, record, group.now, ack)
-        });
-        Ok(receipts.collect())
+        if ack == AckMode::Fsync {
+            for group in groups.iter_mut().filter(|g| g.stored) {
+                if let Err(e) = group.log.sync_to(group.base + group.members.len() as u64) {
+                    group.stored = false;
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        let receipts = placement
+            .iter()
+            .zip(&records)
+            .filter(|&(&(g, _), _)| groups[g].stored)
+            .map(|(&(g, k), record)| {
+                let group = &groups[g];
+                receipt(&group.log, group.base + k, record, group.now, ack)
+            });
+        match failure {
+            None => Ok(receipts.collect()),
+            Some(source) if groups.iter().any(|g| g.stored) => Err(ErrorKind::PartlyStored {
+                stored: receipts.collect(),
+                source,
+            }
+            .into()),
+            Some(source) => Err(source),
+        }
     }
 
     /// Sends `record` and returns at once with a handle that completes at the producer's ack
@@ -279,6 +307,8 @@ struct Group<'r> {
     members: Vec<&'r Record>,
     base: u64,
     now: i64,
+    /// Appended (and, with `Fsync`, synced).
+    stored: bool,
 }
 
 fn receipt(

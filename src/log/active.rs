@@ -91,6 +91,9 @@ pub(crate) struct ActiveSegment {
 impl ActiveSegment {
     /// Creates the three files of a new, empty segment at `base_offset` (each synced, then the
     /// directory) and opens it.
+    ///
+    /// On any failure (a full disk, too many open files) every file it created is removed
+    /// again, so the next attempt starts from nothing.
     pub(crate) fn create(
         vfs: &dyn Vfs,
         paths: &SegmentPaths,
@@ -98,36 +101,98 @@ impl ActiveSegment {
         config: &TopicConfig,
         durability: Durability,
     ) -> io::Result<Self> {
-        let log = vfs.open(&paths.log, OpenMode::CreateNew)?;
-        let created = (|| {
-            log.allocate(INITIAL_ALLOCATION_BYTES.min(config.segment_bytes))?;
-            log.write_all_at(&file_header::encode_small(SEGMENT_MAGIC, base_offset), 0)?;
-            let room = index::max_offset_entries(config.segment_bytes, config.index_interval_bytes);
-            let empty = IndexBuilder::new(base_offset, config.index_interval_bytes);
-            match durability {
-                Durability::Synced => {
-                    log.sync_all()?;
-                    index::write_index_files(vfs, paths, base_offset, &empty, None, Some(room))
-                }
-                Durability::Deferred => index::create_index_files(vfs, paths, base_offset, room),
-            }
-        })();
-        if let Err(e) = created {
-            // Best effort: recovery removes a segment whose files are incomplete anyway.
-            drop(log);
-            for path in [&paths.log, &paths.index, &paths.time_index] {
-                let _ = vfs.remove_file(path);
-            }
-            return Err(e);
+        let allocation = INITIAL_ALLOCATION_BYTES.min(config.segment_bytes);
+        let created = Self::create_files(vfs, paths, base_offset, config, durability, allocation)
+            .and_then(|()| {
+                let fresh = Self::fresh(config, base_offset);
+                Self::open(vfs, paths, base_offset, config, fresh)
+            });
+        if created.is_err() {
+            // Best effort: a file left behind is removed by the next attempt (or recovery).
+            remove_files(vfs, paths);
         }
-        let state = ResumeState {
+        created
+    }
+
+    /// Creates the three files of a new, empty segment without keeping them open (for an
+    /// append that reserves the segments it will roll into: their descriptors and mappings
+    /// are taken only when it rolls, by [`Self::open_created`]). The log file gets space up
+    /// to `reserve_to`. On failure every file it created is removed again.
+    pub(crate) fn create_closed(
+        vfs: &dyn Vfs,
+        paths: &SegmentPaths,
+        base_offset: u64,
+        config: &TopicConfig,
+        reserve_to: u64,
+    ) -> io::Result<()> {
+        let allocation = reserve_to
+            .max(INITIAL_ALLOCATION_BYTES)
+            .min(config.segment_bytes);
+        let created = Self::create_files(
+            vfs,
+            paths,
+            base_offset,
+            config,
+            Durability::Deferred,
+            allocation,
+        );
+        if created.is_err() {
+            remove_files(vfs, paths);
+        }
+        created
+    }
+
+    /// Opens a segment made by [`Self::create_closed`] for appending.
+    pub(crate) fn open_created(
+        vfs: &dyn Vfs,
+        paths: &SegmentPaths,
+        base_offset: u64,
+        config: &TopicConfig,
+    ) -> io::Result<Self> {
+        Self::open(
+            vfs,
+            paths,
+            base_offset,
+            config,
+            Self::fresh(config, base_offset),
+        )
+    }
+
+    /// Removes the files of a segment made by [`Self::create_closed`] and never used.
+    pub(crate) fn discard_created(vfs: &dyn Vfs, paths: &SegmentPaths) {
+        remove_files(vfs, paths);
+    }
+
+    fn fresh(config: &TopicConfig, base_offset: u64) -> ResumeState {
+        ResumeState {
             position: SEGMENT_HEADER_LEN as u64,
             next_offset: base_offset,
             cadence: IndexCadence::new(config.index_interval_bytes),
             offset_entries: 0,
             time_entries: 0,
-        };
-        Self::open(vfs, paths, base_offset, config, state)
+        }
+    }
+
+    fn create_files(
+        vfs: &dyn Vfs,
+        paths: &SegmentPaths,
+        base_offset: u64,
+        config: &TopicConfig,
+        durability: Durability,
+        allocation: u64,
+    ) -> io::Result<()> {
+        let log = vfs.open(&paths.log, OpenMode::CreateNew)?;
+        log.allocate(allocation)?;
+        log.write_all_at(&file_header::encode_small(SEGMENT_MAGIC, base_offset), 0)?;
+        let room = index::max_offset_entries(config.segment_bytes, config.index_interval_bytes);
+        let empty = IndexBuilder::new(base_offset, config.index_interval_bytes);
+        match durability {
+            Durability::Synced => {
+                log.sync_all()?;
+                index::write_index_files(vfs, paths, base_offset, &empty, None, Some(room))
+            }
+            Durability::Deferred => index::create_index_files(vfs, paths, base_offset, room),
+        }
     }
 
     /// Opens existing segment files for appending: the log holds valid batches up to
@@ -278,6 +343,11 @@ impl ActiveSegment {
             self.prefault_ahead(prefaulter);
         }
         Ok(())
+    }
+
+    /// Reserves the log file's space up to `end` (an append about to write up to there).
+    pub(crate) fn reserve_to(&mut self, end: u64) -> io::Result<()> {
+        self.reserve(end, false)
     }
 
     /// Makes sure the file's space is reserved up to `end` (doubling the reservation).
@@ -440,4 +510,12 @@ impl SealedSegment {
 
 fn to_usize(v: u64) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+/// Removes a segment's three files, ignoring the ones that are not there.
+fn remove_files(vfs: &dyn Vfs, paths: &SegmentPaths) {
+    for path in [&paths.log, &paths.index, &paths.time_index] {
+        // Best effort: recovery removes a segment whose files are incomplete anyway.
+        let _ = vfs.remove_file(path);
+    }
 }

@@ -3,6 +3,7 @@
 //! producers or consumers.
 
 mod active;
+mod append_plan;
 mod checkpoint;
 mod flush_queue;
 mod index;

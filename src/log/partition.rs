@@ -27,6 +27,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use super::active::{
     ActiveSegment, AppendError, Durability, INITIAL_ALLOCATION_BYTES, SealedSegment,
 };
+use super::append_plan::{self, PlannedSegment};
 use super::checkpoint::CheckpointFile;
 use super::flush_queue::FlushQueue;
 use super::notify::{Signal, Watchers};
@@ -49,6 +50,14 @@ use crate::vfs::{Vfs, VfsFile};
 /// Largest batch an append writes (unless one record is larger): bounds the bytes a reader
 /// decodes to reach a record in the middle of a batch.
 const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// Most sealed segments a partition keeps waiting for the flusher to sync and finalize them.
+/// Each holds three descriptors and three writable mappings until then; a writer that rolls
+/// past this many (tiny segments, a long `send_batch`) finalizes them itself, so descriptors
+/// and mappings stay bounded however fast segments fill: besides the ones waiting, a sync in
+/// progress holds at most as many and the flusher's finalizing twice as many, so a partition
+/// has at most four times this many sealed segments not finalized at any moment.
+const MAX_UNFINALIZED_SEGMENTS: usize = 4;
 
 /// A callback completed when an offset becomes durable (or the partition fails).
 pub(crate) type DurableCallback = Box<dyn FnOnce(Result<()>) + Send>;
@@ -92,21 +101,43 @@ pub(crate) struct Appended {
 /// The space a new segment takes at once: its log file's first allocation and its two index
 /// files, preallocated whole (each in whole blocks).
 pub(crate) fn new_segment_bytes(config: &TopicConfig) -> u64 {
+    segment_bytes_allocated(config, INITIAL_ALLOCATION_BYTES)
+}
+
+/// As [`new_segment_bytes`], with the log file allocated up to `log_bytes`.
+fn segment_bytes_allocated(config: &TopicConfig, log_bytes: u64) -> u64 {
     let room = super::index::max_offset_entries(config.segment_bytes, config.index_interval_bytes);
-    super::space::in_blocks(INITIAL_ALLOCATION_BYTES.min(config.segment_bytes))
+    let log_bytes = log_bytes
+        .max(INITIAL_ALLOCATION_BYTES)
+        .min(config.segment_bytes);
+    super::space::in_blocks(log_bytes)
         + super::space::in_blocks(super::index::offset_index_len(room))
         + super::space::in_blocks(super::index::time_index_len(room + 1))
 }
 
 /// Why an attempt to append failed.
 enum Refused {
-    /// No space (nothing of the failing batch written); `written`: earlier batches of the
-    /// call were.
-    Full {
-        error: Error,
-        written: bool,
-    },
+    /// No space: nothing of the call was written.
+    Full(Error),
     Error(Error),
+}
+
+impl From<Error> for Refused {
+    fn from(error: Error) -> Self {
+        if matches!(error.kind(), ErrorKind::Full { .. }) {
+            Refused::Full(error)
+        } else {
+            Refused::Error(error)
+        }
+    }
+}
+
+/// A segment an append created to roll into, before it writes anything.
+enum Prepared {
+    /// Open: the first roll of an append (so an append that rolls once cannot fail half way).
+    Open(ActiveSegment),
+    /// Only its files: later rolls take their descriptors and mappings when they get there.
+    Closed(SegmentPaths),
 }
 
 /// What a deletion of old segments removed.
@@ -117,6 +148,12 @@ pub(crate) struct Removed {
     pub bytes: u64,
     /// Records no group retention waited for had consumed (hard size limit only).
     pub unconsumed: u64,
+}
+
+/// Puts `items` taken from `list` back in front of what was added since.
+fn restore<T>(list: &mut Vec<T>, mut items: Vec<T>) {
+    items.append(list);
+    *list = items;
 }
 
 /// Where the log is durable up to.
@@ -139,6 +176,9 @@ struct SyncState {
     to_finalize: Vec<SealedSegment>,
     /// Asynchronous `Fsync` sends waiting for their offset to become durable.
     waiters: Vec<(u64, DurableCallback)>,
+    /// The active segment's base offset and index files, synced before a checkpoint that
+    /// names the active segment.
+    active_index: Option<(u64, [Arc<dyn VfsFile>; 2])>,
 }
 
 impl std::fmt::Debug for SyncState {
@@ -213,6 +253,10 @@ impl PartitionLog {
         };
         let recovered = recovery::recover_partition(&spec)?;
         let mut segments = recovered.sealed;
+        let active_index = match &recovered.last {
+            LastSegment::Active(active) => Some((active.base_offset(), active.index_files())),
+            _ => None,
+        };
         let (writer, position, segment_base) = match recovered.last {
             LastSegment::Active(mut active) => {
                 active.set_space(Arc::clone(&env.space));
@@ -251,6 +295,7 @@ impl PartitionLog {
                 unsynced_created: Vec::new(),
                 to_finalize: Vec::new(),
                 waiters: Vec::new(),
+                active_index,
             }),
             sync_done: Condvar::new(),
             checkpointed_offset: AtomicU64::new(
@@ -322,8 +367,14 @@ impl PartitionLog {
     }
 
     /// Appends `records` (in order, contiguous offsets), splitting them into batches that fit
-    /// the segments. On error nothing of the failing batch was written; earlier batches of the
-    /// same call were.
+    /// the segments. All or nothing: the space of every batch, the segments it rolls into
+    /// included, is reserved before a byte is written, so a `Full` error (or any failure to
+    /// create a segment) leaves nothing of the call written. Only an I/O failure while it
+    /// rolls into its second new segment or later (opening that segment's files) can leave
+    /// a prefix of the records written; that error is not `Full`.
+    ///
+    /// Without space, the call waits up to `full_timeout` for some to be freed (without the
+    /// writer lock, so syncs and the deletions that free space go on), then starts over.
     pub(crate) fn append(self: &Arc<Self>, records: &[&Record]) -> Result<Appended> {
         let now = self.env.clock.now().as_millis();
         let mut deadline: Option<Instant> = None;
@@ -332,18 +383,11 @@ impl PartitionLog {
             match self.append_locked(records, now) {
                 Ok(appended) => return Ok(appended),
                 Err(Refused::Error(e)) => return Err(e),
-                Err(Refused::Full { error, written }) => {
+                Err(Refused::Full(error)) => {
                     self.env.space.notify_full();
-                    // Nothing of this call written: wait for space without the writer lock,
-                    // so that syncs and the deletions that free space go on, then start over.
-                    // A call that already wrote part of its records fails at once instead:
-                    // waiting without the lock would let other records in between.
                     let deadline =
                         *deadline.get_or_insert_with(|| Instant::now() + self.env.full_timeout);
-                    if written
-                        || Instant::now() >= deadline
-                        || !self.env.space.wait_freed(freed, deadline)
-                    {
+                    if Instant::now() >= deadline || !self.env.space.wait_freed(freed, deadline) {
                         return Err(error);
                     }
                 }
@@ -366,39 +410,25 @@ impl PartitionLog {
             }));
         };
         let base_offset = active.next_offset();
-        let mut rest = records;
-        let mut failure = None;
-        while !rest.is_empty() {
-            let room = usize::try_from(self.config.segment_bytes - active.position())
-                .unwrap_or(usize::MAX);
-            let limit = room.min(
-                MAX_BATCH_BYTES.max(BATCH_HEADER_LEN + self.config.max_message_bytes as usize),
-            );
-            let (take, plan) = batch::plan_prefix(rest, now, limit);
-            let (chunk, tail) = rest.split_at(take);
-            let appended = if take == 0 {
-                // Not even one record fits what is left of the segment.
-                Err(AppendError::SegmentFull)
-            } else {
-                active.append(chunk, &plan, now, self.env.prefaulter.as_deref())
-            };
-            let error = match appended {
-                Ok(()) => {
-                    rest = tail;
-                    continue;
-                }
-                Err(AppendError::SegmentFull) => match self.roll(active, false) {
-                    Ok(()) => continue,
-                    Err(e) => e,
-                },
-                Err(AppendError::Io(e)) => {
-                    Error::space("allocate space in", &active.view().paths.log, e)
-                }
-            };
-            failure = Some(error);
-            break;
-        }
-        // Publish what was written, even if the call failed part way.
+        // The common case, one batch in the active segment, plans without allocating.
+        let room =
+            usize::try_from(self.config.segment_bytes - active.position()).unwrap_or(usize::MAX);
+        let (take, plan) = batch::plan_prefix(records, now, room.min(self.max_batch_bytes()));
+        let result = if take == records.len() && take > 0 {
+            active
+                .append(records, &plan, now, self.env.prefaulter.as_deref())
+                .map_err(|e| match e {
+                    AppendError::Io(e) => {
+                        Error::space("allocate space in", &active.view().paths.log, e)
+                    }
+                    AppendError::SegmentFull => {
+                        Error::from_io(io::Error::other("a planned batch did not fit its segment"))
+                    }
+                })
+        } else {
+            self.append_spanning(active, records, now)
+        };
+        // Publish what was written (a prefix, if opening a segment failed half way).
         let next_offset = active.next_offset();
         let written = next_offset > base_offset;
         if written {
@@ -413,13 +443,190 @@ impl PartitionLog {
                 }
             }
         }
-        match failure {
-            None => Ok(Appended { base_offset, now }),
-            Some(error) if matches!(error.kind(), ErrorKind::Full { .. }) => {
-                Err(Refused::Full { error, written })
-            }
-            Some(error) => Err(Refused::Error(error)),
+        result.map_err(Refused::from)?;
+        Ok(Appended { base_offset, now })
+    }
+
+    /// The largest batch an append writes.
+    fn max_batch_bytes(&self) -> usize {
+        MAX_BATCH_BYTES.max(BATCH_HEADER_LEN + self.config.max_message_bytes as usize)
+    }
+
+    /// Appends records that take more than one batch, or more than the active segment holds:
+    /// plans them, reserves the space of the whole plan, then writes.
+    fn append_spanning(
+        self: &Arc<Self>,
+        active: &mut ActiveSegment,
+        records: &[&Record],
+        now: i64,
+    ) -> Result<()> {
+        let plan = append_plan::plan_append(
+            records,
+            now,
+            active.position(),
+            active.is_empty(),
+            self.config.segment_bytes,
+            self.max_batch_bytes(),
+        )
+        .map_err(|_| Error::invalid_config("a record does not fit in an empty segment"))?;
+        let Some((first, rest)) = plan.split_first() else {
+            return Ok(());
+        };
+        active
+            .reserve_to(first.end)
+            .map_err(|e| Error::space("allocate space in", &active.view().paths.log, e))?;
+        if !rest.is_empty() {
+            // Its first roll cannot fail half way: room for it is made before anything is
+            // written.
+            self.make_room_to_roll()?;
         }
+        let prepared = self.prepare_segments(active.next_offset() + first.record_count(), rest)?;
+        let prefaulter = self.env.prefaulter.as_deref();
+        let write = |active: &mut ActiveSegment, segment: &PlannedSegment| {
+            for batch in &segment.batches {
+                let chunk = records.get(batch.records.clone()).unwrap_or_default();
+                active
+                    .append(chunk, &batch.plan, now, prefaulter)
+                    .map_err(|_| {
+                        Error::from_io(io::Error::other("a planned batch did not fit its space"))
+                    })?;
+            }
+            Ok::<(), Error>(())
+        };
+        if let Err(e) = write(active, first) {
+            self.discard(prepared);
+            return Err(e);
+        }
+        let mut prepared = prepared.into_iter();
+        for segment in rest {
+            let Some(next) = prepared.next() else {
+                return Err(Error::from_io(io::Error::other(
+                    "an append planned more segments than it prepared",
+                )));
+            };
+            let next = match next {
+                Prepared::Open(next) => next,
+                Prepared::Closed(paths) => {
+                    match ActiveSegment::open_created(
+                        self.env.vfs.as_ref(),
+                        &paths,
+                        active.next_offset(),
+                        &self.config,
+                    ) {
+                        Ok(next) => next,
+                        Err(e) => {
+                            let error = Error::io("open", &paths.log, e);
+                            self.discard(std::iter::once(Prepared::Closed(paths)).chain(prepared));
+                            return Err(error);
+                        }
+                    }
+                }
+            };
+            if let Err(e) = self.roll_into(active, next) {
+                self.discard(prepared);
+                return Err(e);
+            }
+            write(active, segment)?;
+        }
+        Ok(())
+    }
+
+    /// Creates the segments `plan` rolls into, the first one based at `base`, with their log
+    /// files allocated up to their planned ends. On failure none is left behind.
+    fn prepare_segments(&self, mut base: u64, plan: &[PlannedSegment]) -> Result<Vec<Prepared>> {
+        let mut prepared = Vec::with_capacity(plan.len());
+        for (i, segment) in plan.iter().enumerate() {
+            let made = if i == 0 {
+                self.prepare_segment(base, segment.end, false)
+                    .map(Prepared::Open)
+            } else {
+                self.prepare_closed_segment(base, segment.end)
+                    .map(Prepared::Closed)
+            };
+            match made {
+                Ok(made) => prepared.push(made),
+                Err(e) => {
+                    self.discard(prepared);
+                    return Err(e);
+                }
+            }
+            base += segment.record_count();
+        }
+        Ok(prepared)
+    }
+
+    /// Removes segments an append created and will not roll into, and gives back their space.
+    fn discard(&self, prepared: impl IntoIterator<Item = Prepared>) {
+        let vfs = self.env.vfs.as_ref();
+        let mut any = false;
+        for segment in prepared {
+            any = true;
+            let paths = match segment {
+                Prepared::Open(segment) => {
+                    let paths = segment.view().paths.clone();
+                    drop(segment);
+                    paths
+                }
+                Prepared::Closed(paths) => paths,
+            };
+            ActiveSegment::discard_created(vfs, &paths);
+        }
+        if any {
+            self.env.space.freed();
+        }
+    }
+
+    /// Reserves quota for a new segment at `base` (unless `force`), removes files a failed
+    /// earlier attempt may have left at its paths (nothing of the log is there: `base` is the
+    /// log end), and gives the paths.
+    fn new_segment_paths(&self, base: u64, log_bytes: u64, force: bool) -> Result<SegmentPaths> {
+        let paths = SegmentPaths::new(&self.dir, base);
+        let bytes = segment_bytes_allocated(&self.config, log_bytes);
+        if force {
+            self.env.space.add(bytes);
+        } else {
+            self.env
+                .space
+                .reserve(bytes)
+                .map_err(|e| Error::space("create", &paths.log, e))?;
+        }
+        ActiveSegment::discard_created(self.env.vfs.as_ref(), &paths);
+        Ok(paths)
+    }
+
+    /// Creates and opens the segment at `base`, its log file allocated up to `reserve_to`.
+    /// `force` skips the disk limits (a deletion about to free the old segment needs it).
+    fn prepare_segment(&self, base: u64, reserve_to: u64, force: bool) -> Result<ActiveSegment> {
+        let paths = self.new_segment_paths(base, reserve_to, force)?;
+        let vfs = self.env.vfs.as_ref();
+        let created = ActiveSegment::create(vfs, &paths, base, &self.config, Durability::Deferred)
+            .and_then(|mut next| {
+                next.set_space(Arc::clone(&self.env.space));
+                next.reserve_to(reserve_to)?;
+                Ok(next)
+            });
+        created.map_err(|e| {
+            ActiveSegment::discard_created(vfs, &paths);
+            self.env.space.freed();
+            Error::space("create", &paths.log, e)
+        })
+    }
+
+    /// Creates the files of the segment at `base` without opening it.
+    fn prepare_closed_segment(&self, base: u64, reserve_to: u64) -> Result<SegmentPaths> {
+        let paths = self.new_segment_paths(base, reserve_to, false)?;
+        ActiveSegment::create_closed(
+            self.env.vfs.as_ref(),
+            &paths,
+            base,
+            &self.config,
+            reserve_to,
+        )
+        .map_err(|e| {
+            self.env.space.freed();
+            Error::space("create", &paths.log, e)
+        })?;
+        Ok(paths)
     }
 
     fn read_only_error(&self) -> Error {
@@ -430,7 +637,7 @@ impl PartitionLog {
     }
 
     /// Seals the active segment and starts the next one. If creating the next one fails, the
-    /// active segment stays active and nothing is lost.
+    /// active segment stays active and nothing is lost (nor left behind).
     /// `force` skips the disk limits (a deletion about to free the old segment needs it).
     fn roll(self: &Arc<Self>, active: &mut ActiveSegment, force: bool) -> Result<()> {
         if active.is_empty() {
@@ -438,32 +645,88 @@ impl PartitionLog {
                 "a batch does not fit in an empty segment",
             ));
         }
-        let base = active.next_offset();
-        let paths = SegmentPaths::new(&self.dir, base);
-        let vfs = self.env.vfs.as_ref();
-        let bytes = new_segment_bytes(&self.config);
-        if force {
-            self.env.space.add(bytes);
-        } else {
-            self.env
-                .space
-                .reserve(bytes)
-                .map_err(|e| Error::space("create", &paths.log, e))?;
-        }
-        let mut next = ActiveSegment::create(vfs, &paths, base, &self.config, Durability::Deferred)
-            .map_err(|e| Error::space("create", &paths.log, e))?;
-        next.set_space(Arc::clone(&self.env.space));
+        let next = self.prepare_segment(active.next_offset(), 0, force)?;
+        self.roll_into(active, next)
+    }
+
+    /// Seals the active segment and makes `next` (based at the log end) the active one. Past
+    /// [`MAX_UNFINALIZED_SEGMENTS`] sealed segments waiting, syncs and finalizes them here.
+    fn roll_into(self: &Arc<Self>, active: &mut ActiveSegment, next: ActiveSegment) -> Result<()> {
+        self.make_room_to_roll()?;
         let new_view = Arc::clone(next.view());
         let new_log = Arc::clone(next.log_file());
+        let new_index = (next.base_offset(), next.index_files());
         let sealed = std::mem::replace(active, next).seal();
-        let mut st = self.sync.lock();
-        st.unsynced_sealed.push(sealed);
-        st.unsynced_created.push(new_log);
-        drop(st);
+        {
+            let mut st = self.sync.lock();
+            st.unsynced_sealed.push(sealed);
+            st.unsynced_created.push(new_log);
+            st.active_index = Some(new_index);
+        }
         self.segments
             .write()
             .push(Arc::new(Segment::loaded(new_view)));
         self.env.flush_queue.request(self);
+        Ok(())
+    }
+
+    /// Before a roll seals one more segment: if [`MAX_UNFINALIZED_SEGMENTS`] already wait for
+    /// the flusher, syncs and finalizes them here. The caller holds the writer lock.
+    fn make_room_to_roll(&self) -> Result<()> {
+        let waiting = {
+            let st = self.sync.lock();
+            st.unsynced_sealed.len() + st.to_finalize.len()
+        };
+        if waiting >= MAX_UNFINALIZED_SEGMENTS {
+            self.finalize_waiting()?;
+        }
+        Ok(())
+    }
+
+    /// Syncs and finalizes every sealed segment waiting for the flusher, in the writer's
+    /// thread (the caller holds the writer lock, so no sync leader takes them meanwhile; the
+    /// checkpoint lock keeps the flusher's finalizing out). A failed sync poisons the
+    /// partition.
+    fn finalize_waiting(&self) -> Result<()> {
+        let _checkpoint = self.checkpoint.lock();
+        let (unsynced, synced, created) = {
+            let mut st = self.sync.lock();
+            (
+                std::mem::take(&mut st.unsynced_sealed),
+                std::mem::take(&mut st.to_finalize),
+                std::mem::take(&mut st.unsynced_created),
+            )
+        };
+        // As a sync leader would: sealed data, the created files and their directory entries,
+        // then the finalizing (which needs the data synced).
+        let result = unsynced
+            .iter()
+            .try_for_each(|s| s.log_file.sync_data())
+            .and_then(|()| created.iter().try_for_each(|file| file.sync_all()))
+            .and_then(|()| self.env.vfs.sync_dir(&self.dir))
+            .and_then(|()| {
+                unsynced
+                    .iter()
+                    .chain(&synced)
+                    .try_for_each(SealedSegment::finalize)
+            });
+        if let Err(e) = result {
+            let mut st = self.sync.lock();
+            if crate::vfs::is_out_of_descriptors(&e) {
+                // Nothing was finalized yet (only syncs open nothing but the directory).
+                restore(&mut st.unsynced_sealed, unsynced);
+                restore(&mut st.to_finalize, synced);
+                restore(&mut st.unsynced_created, created);
+                return Err(Error::io("sync", &self.dir, e));
+            }
+            let error = Error::io("finalize a segment of", &self.dir, e);
+            self.poison_locked(&mut st, error.clone().into_io());
+            drop(st);
+            self.sync_done.notify_all();
+            return Err(error);
+        }
+        self.unload(&unsynced);
+        self.unload(&synced);
         Ok(())
     }
 
@@ -501,7 +764,7 @@ impl PartitionLog {
                 }
                 st.in_progress = true;
             }
-            if !self.lead_sync() {
+            if !self.lead_sync()? {
                 return Err(ErrorKind::Closed.into());
             }
         }
@@ -509,7 +772,11 @@ impl PartitionLog {
 
     /// Syncs everything appended so far; returns `false` if the partition is closed (nothing
     /// left to sync by this path).
-    fn lead_sync(&self) -> bool {
+    ///
+    /// With no descriptor left to open the directory (`EMFILE`), nothing was synced and
+    /// nothing is lost: the error is returned, the files stay listed for the next leader, and
+    /// the partition is not poisoned (every other failure poisons it).
+    fn lead_sync(&self) -> Result<bool> {
         let snapshot = {
             let writer = self.writer.lock();
             writer.as_ref().map(|active| {
@@ -528,7 +795,7 @@ impl PartitionLog {
             let mut st = self.sync.lock();
             st.in_progress = false;
             self.sync_done.notify_all();
-            return false;
+            return Ok(false);
         };
         // Sealed data first, then segments a roll created (their inode and, once, the
         // directory entry), then the active segment's data.
@@ -546,6 +813,7 @@ impl PartitionLog {
             .and_then(|()| active_log.sync_data());
         let mut st = self.sync.lock();
         st.in_progress = false;
+        let mut retry_later = None;
         match result {
             Ok(()) => {
                 if point.next_offset >= st.durable.next_offset {
@@ -554,6 +822,11 @@ impl PartitionLog {
                 st.to_finalize.extend(sealed);
                 self.durable_offset
                     .store(st.durable.next_offset, Ordering::SeqCst);
+            }
+            Err(e) if crate::vfs::is_out_of_descriptors(&e) => {
+                restore(&mut st.unsynced_sealed, sealed);
+                restore(&mut st.unsynced_created, created);
+                retry_later = Some(Error::io("sync", &self.dir, e));
             }
             Err(e) => self.poison_locked(&mut st, e),
         }
@@ -565,7 +838,7 @@ impl PartitionLog {
         if failed {
             self.complete_waiters();
         }
-        true
+        retry_later.map_or(Ok(true), Err)
     }
 
     fn poison_locked(&self, st: &mut SyncState, e: io::Error) {
@@ -641,8 +914,12 @@ impl PartitionLog {
             self.finalize_and_checkpoint()
         });
         if let Err(e) = result {
-            if self.state.load(Ordering::Acquire) == STATE_OPEN {
-                self.poison_locked(&mut self.sync.lock(), e.into_io());
+            let e = e.into_io();
+            // Out of descriptors: nothing was lost; the next tick tries again.
+            if self.state.load(Ordering::Acquire) == STATE_OPEN
+                && !crate::vfs::is_out_of_descriptors(&e)
+            {
+                self.poison_locked(&mut self.sync.lock(), e);
             }
             self.complete_waiters();
         }
@@ -735,11 +1012,12 @@ impl PartitionLog {
             return Ok(());
         }
         let index_files = self
-            .writer
+            .sync
             .lock()
+            .active_index
             .as_ref()
-            .filter(|a| a.base_offset() == durable.segment_base)
-            .map(ActiveSegment::index_files);
+            .filter(|(base, _)| *base == durable.segment_base)
+            .map(|(_, files)| files.clone());
         for index in index_files.iter().flatten() {
             index.sync_data().ctx("sync", index.path())?;
         }
@@ -775,6 +1053,7 @@ impl PartitionLog {
             let mut sealed = std::mem::take(&mut st.to_finalize);
             sealed.extend(std::mem::take(&mut st.unsynced_sealed));
             st.unsynced_created.clear(); // finalize syncs every file below, then the directory
+            st.active_index = None; // finalized with the rest
             if st.failure.is_some() {
                 drop(st);
                 self.complete_waiters();
@@ -821,6 +1100,7 @@ impl PartitionLog {
         st.unsynced_sealed.clear();
         st.unsynced_created.clear();
         st.to_finalize.clear();
+        st.active_index = None;
         let waiters = std::mem::take(&mut st.waiters);
         drop(st);
         for (_, callback) in waiters {

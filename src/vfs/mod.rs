@@ -214,3 +214,12 @@ pub(crate) fn tmp_path(path: &Path) -> PathBuf {
 
 /// Suffix of temporary files; any file ending in it is removed on open.
 pub(crate) const TMP_SUFFIX: &str = ".tmp";
+
+/// Whether `e` says the process (`EMFILE`) or the system (`ENFILE`) has no file descriptor
+/// left. Only calls that open something fail so: a sync that fails with it never ran, so
+/// nothing was lost and it may be tried again once descriptors are free (unlike a failed
+/// `fsync`, which is never retried).
+pub(crate) fn is_out_of_descriptors(e: &io::Error) -> bool {
+    // ENFILE and EMFILE on Linux and the BSDs.
+    matches!(e.raw_os_error(), Some(23 | 24))
+}
