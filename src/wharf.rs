@@ -24,7 +24,7 @@ use crate::dir_lock;
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::file_header::{self, CLEAN_MAGIC, DIR_MAGIC, HeaderError};
 use crate::group::group::Group;
-use crate::group::offsets::OffsetStore;
+use crate::group::offsets::{Committed, OffsetStore};
 use crate::layout;
 use crate::log::{DiskSpace, FlushQueue, OpenSegments, PartitionEnv, PartitionLog, Prefaulter};
 use crate::producer::ProducerBuilder;
@@ -34,7 +34,7 @@ use crate::retry::policy::DelayLevels;
 use crate::retry::scheduler::{Scheduler, SchedulerStats};
 use crate::retry::{self, DELAY_TOPIC};
 use crate::topic::TopicPartition;
-use crate::topic::{self, Topic, TopicInfo};
+use crate::topic::{self, Incarnation, Topic, TopicInfo};
 use crate::vfs::{self, LockGuard, OpenMode, StdVfs, Vfs};
 use crate::writer::flusher::Flusher;
 
@@ -561,7 +561,9 @@ impl Wharf {
     }
 
     /// Deletes a topic and all its data. Producers and readers of it get
-    /// [`ErrorKind::TopicNotFound`] from then on; bytes they already hold stay valid.
+    /// [`ErrorKind::TopicNotFound`] from then on; bytes they already hold stay valid. A topic
+    /// created again under the name starts fresh for every consumer group: each topic has an
+    /// incarnation, and offsets committed against another one count as none.
     ///
     /// # Errors
     ///
@@ -936,14 +938,16 @@ impl Shared {
     /// the disk before the records it counted (writeback has no order), so after a power loss
     /// it can outlive them; once new records reuse those offsets, a consumer starting from it
     /// would skip them silently (RELIABILITY.md scenario 10). Durable commits never need it:
-    /// the log is made durable up to them first.
+    /// the log is made durable up to them first. Offsets of a deleted topic (another
+    /// incarnation) count as none and are left alone.
     fn clamp_committed_offsets(&self) -> Result<()> {
         for name in self.group_names()? {
             let group = self.group(&name, false)?;
-            let past_end: Vec<(TopicPartition, u64)> = group
+            let past_end: Vec<(TopicPartition, Committed)> = group
                 .offsets
                 .all()
                 .into_iter()
+                .filter(|(tp, c)| self.is_current(&tp.topic, c.incarnation))
                 .filter_map(|(tp, committed)| {
                     let end = self
                         .topic(&tp.topic)
@@ -951,7 +955,11 @@ impl Shared {
                         .partition(tp.partition)
                         .ok()?
                         .next_offset();
-                    (committed > end).then_some((tp, end))
+                    let clamped = Committed {
+                        offset: end,
+                        ..committed
+                    };
+                    (committed.offset > end).then_some((tp, clamped))
                 })
                 .collect();
             if !past_end.is_empty() {
@@ -961,6 +969,19 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Whether `incarnation` is that of the topic named `topic` now.
+    pub(crate) fn is_current(&self, topic: &str, incarnation: Incarnation) -> bool {
+        self.topic(topic)
+            .is_ok_and(|topic| topic.incarnation == incarnation)
+    }
+
+    /// `group`'s committed offset of `tp` in the topic as it exists now (`None` if the topic
+    /// does not exist, or the offset was committed against an earlier topic of that name).
+    pub(crate) fn committed_offset(&self, group: &Group, tp: &TopicPartition) -> Option<u64> {
+        let incarnation = self.topic(&tp.topic).ok()?.incarnation;
+        group.offsets.committed(tp, incarnation)
     }
 
     /// Makes partition `tp`'s log durable up to `offset` (before a commit of it is durable).
@@ -977,14 +998,14 @@ impl Shared {
         &self,
         group: &Group,
         member: Option<&str>,
-        entries: &[(TopicPartition, u64)],
+        entries: &[(TopicPartition, Committed)],
         durable: bool,
     ) -> Result<()> {
         self.check_writable()?;
         let make_durable = |tp: &TopicPartition, offset: u64| self.make_log_durable(tp, offset);
         if durable {
-            for (tp, offset) in entries {
-                make_durable(tp, *offset)?;
+            for (tp, committed) in entries {
+                make_durable(tp, committed.offset)?;
             }
         }
         let append = || group.offsets.commit(entries, false, &make_durable);
@@ -1079,7 +1100,7 @@ impl Shared {
         if vfs.exists(&staging).ctx("open", &staging)? {
             vfs.remove_dir_all(&staging).ctx("remove", &staging)?;
         }
-        Topic::create_dir(vfs, &staging, &config)?;
+        Topic::create_dir(vfs, &staging, &config, Incarnation::new_unique())?;
         vfs.sync_dir(&staging_root).ctx("sync", &staging_root)?;
         vfs.rename(&staging, &target)
             .ctx("move into place", &target)?;
