@@ -269,7 +269,9 @@ impl Admin {
         dead_letter::resend_all(&self.wharf, group)
     }
 
-    /// Deletes every dead letter of `group`; returns how many there were.
+    /// Deletes every dead letter of `group`; returns how many there were. The queue
+    /// `%DLQ%<group>` is deleted as a topic is, with every group's committed offsets for it:
+    /// the next dead letter creates it afresh, and its readers start from its beginning.
     ///
     /// # Errors
     ///

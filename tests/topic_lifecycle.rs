@@ -3,7 +3,8 @@
 //! for every group (Kafka's rule), before and after a reopen or a crash; the same holds for a
 //! group's dead-letter queue purged and recreated by the next dead letter, and for the delay
 //! scheduler's progress in a recreated delay topic; lag, `describe_group` and retention waiting
-//! for a group see no committed offset left over from the deleted topic.
+//! for a group see no committed offset left over from the deleted topic; and a consumer still
+//! holding a partition of the deleted topic cannot commit an offset into the new one.
 //!
 //! No assertion is about speed: waits have generous hang guards that fail with a message.
 
@@ -159,6 +160,39 @@ fn a_recreated_topic_longer_than_the_stale_offset_is_read_from_its_start() {
     let mut expected = names("new", 5);
     expected.extend(names("more", 7));
     assert_eq!(payloads(&drain_exactly(&mut c, 12)), expected);
+}
+
+#[test]
+fn a_member_holding_the_deleted_topic_cannot_commit_into_the_recreated_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let wharf = Wharf::open(dir.path()).unwrap();
+    wharf.create_topic("t", TopicConfig::default()).unwrap();
+    send(&wharf, "t", "old", 10);
+    let mut stale = wharf.consumer("g").subscribe(["t"]).build().unwrap();
+    assert_eq!(payloads(&drain_exactly(&mut stale, 10)), names("old", 10));
+    wharf.delete_topic("t").unwrap();
+    wharf.create_topic("t", TopicConfig::default()).unwrap();
+    send(&wharf, "t", "new", 5);
+    // The member has not polled since: it still holds the deleted topic's partition, at 10.
+    stale.commit().unwrap();
+    assert_eq!(stale.committed(&tp("t", 0)), None);
+    let description = wharf.admin().describe_group("g").unwrap();
+    assert!(
+        description
+            .partitions
+            .iter()
+            .all(|p| p.lag.committed.is_none()),
+        "{description:?}"
+    );
+    // Its next poll lets go of the deleted partition and takes up the new one from its start.
+    assert_eq!(payloads(&drain_exactly(&mut stale, 5)), names("new", 5));
+    stale.commit().unwrap();
+    assert_eq!(stale.committed(&tp("t", 0)), Some(5));
+    stale.close().unwrap();
+    wharf.close().unwrap();
+    let wharf = Wharf::open(dir.path()).unwrap();
+    let c = wharf.consumer("g").assign([("t", 0)]).build().unwrap();
+    assert_eq!(c.committed(&tp("t", 0)), Some(5));
 }
 
 #[test]

@@ -397,11 +397,18 @@ impl Consumer {
         }
         let (generation, target) = membership.target(&member);
         let mut result = Ok(());
+        // Lost: partitions no longer in the target, and those of a topic deleted since (even
+        // if one of the same name was created since and is in the target: it is taken up
+        // afresh below, from the group's offsets for the new topic).
+        let shared = &self.wharf.shared;
         let lost: Vec<TopicPartition> = self
             .held
             .iter()
+            .filter(|h| {
+                !target.contains(&h.cursor.tp)
+                    || !shared.is_current(&h.cursor.tp.topic, h.cursor.incarnation)
+            })
             .map(|h| h.cursor.tp.clone())
-            .filter(|tp| !target.contains(tp))
             .collect();
         if !lost.is_empty() {
             self.run_hook(&lost, false);
@@ -626,7 +633,8 @@ impl Consumer {
         self.store(entries, durable)
     }
 
-    /// Writes `entries` to the group's offsets, fenced by partition ownership.
+    /// Writes `entries` to the group's offsets, fenced by partition ownership. Entries of a
+    /// topic deleted since are dropped ([`crate::wharf::Shared::commit_offsets`]).
     fn store(&self, entries: Vec<(TopicPartition, Committed)>, durable: bool) -> Result<()> {
         if entries.is_empty() {
             return Ok(());

@@ -8,7 +8,11 @@
 //! Topic incarnations: each committed offset is kept with the incarnation of the topic it was
 //! committed against ([`Committed`]). Readers ask for the offset of the topic's current
 //! incarnation ([`OffsetStore::committed`]); one of another incarnation (the topic was deleted
-//! and created again) counts as none.
+//! and created again) counts as none. When a topic is deleted its entries are dropped
+//! ([`OffsetStore::forget_topic`]) and its incarnation is *retired*: a later commit carrying it
+//! (from a consumer still holding the deleted topic's partition) is dropped under the store's
+//! lock, so it can never overwrite an offset of the new topic. The retired set lives in memory
+//! only: after a reopen no consumer of the deleted topic is left.
 //!
 //! Durability, and the order that keeps a committed offset within the log (rule 6):
 //! - A non-durable commit is a write to the page cache: it survives a process crash, not a
@@ -44,7 +48,7 @@
 //!   `offsets.damaged-<n>`, a clean file holding that state replaces the file, and
 //!   [`OffsetLoad::damaged`] says what happened. Garbage is never used.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -111,6 +115,8 @@ struct Inner {
     base_len: u64,
     /// Highest offset per partition of non-durable records not yet covered by a sync.
     unsynced: BTreeMap<TopicPartition, u64>,
+    /// Incarnations of topics deleted since the open: commits carrying them are dropped.
+    retired: BTreeSet<Incarnation>,
 }
 
 /// A committed offset and the incarnation of the topic it was committed against.
@@ -233,6 +239,7 @@ impl OffsetStore {
                 end: replay.valid_end,
                 base_len,
                 unsynced: BTreeMap::new(),
+                retired: BTreeSet::new(),
             }),
             sync: Mutex::new(SyncState {
                 durable_next: replay.next_sequence,
@@ -266,9 +273,10 @@ impl OffsetStore {
 
     /// Commits `entries` as one record (later entries win). Any offset may be committed,
     /// including one below the current committed offset (an explicit rewind, as Kafka
-    /// allows); callers check offsets against the log. With `durable`, the log is made
-    /// durable below each offset first, and the call returns once the record is durable
-    /// (group sync); otherwise once it is written (page cache).
+    /// allows); callers check offsets against the log. Entries of a retired incarnation
+    /// ([`Self::forget_topic`]) are dropped. With `durable`, the log is made durable below
+    /// each offset first, and the call returns once the record is durable (group sync);
+    /// otherwise once it is written (page cache).
     ///
     /// # Errors
     /// A failed `make_log_durable` (nothing written), a failed write or sync (the store is
@@ -308,6 +316,29 @@ impl OffsetStore {
             }
         }
         self.apply(Change::Replace(state), durable, make_log_durable)
+    }
+
+    /// Forgets the committed offsets of `topic`'s deleted `incarnation`, and retires that
+    /// incarnation: later commits carrying it are dropped. Offsets of a topic of the same name
+    /// created since (another incarnation) stay. Writes nothing if there was nothing to
+    /// forget.
+    ///
+    /// # Errors
+    /// As [`Self::commit`].
+    pub(crate) fn forget_topic(
+        &self,
+        topic: &str,
+        incarnation: Incarnation,
+        durable: bool,
+        make_log_durable: MakeLogDurable<'_>,
+    ) -> Result<()> {
+        self.check_writable()?;
+        // Retired first: a commit landing after this is dropped, one landing before it is
+        // forgotten with the rest.
+        self.inner.lock().retired.insert(incarnation);
+        let keep =
+            |tp: &TopicPartition, c: &Committed| tp.topic != topic || c.incarnation != incarnation;
+        self.apply(Change::Retain(&keep), durable, make_log_durable)
     }
 
     /// Keeps only the committed offsets `keep` accepts (the others are stale: their topic
@@ -360,8 +391,8 @@ impl OffsetStore {
     }
 
     /// Appends the record for `change`, applies it, and returns its sequence number; `None`
-    /// if the change changes nothing (nothing was to be removed), and then nothing is
-    /// written.
+    /// if the change changes nothing (every entry was of a retired incarnation, or nothing
+    /// was to be removed), and then nothing is written.
     fn append(&self, change: Change<'_>, track_unsynced: bool) -> Result<Option<u64>> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
@@ -376,7 +407,14 @@ impl OffsetStore {
         let (record, replacement, written): (_, _, Vec<(&TopicPartition, &Committed)>) =
             match change {
                 Change::Merge(entries) => {
-                    let live: Vec<_> = entries.iter().map(|(tp, c)| (tp, c)).collect();
+                    let live: Vec<_> = entries
+                        .iter()
+                        .filter(|(_, c)| !inner.retired.contains(&c.incarnation))
+                        .map(|(tp, c)| (tp, c))
+                        .collect();
+                    if live.is_empty() {
+                        return Ok(None);
+                    }
                     let record = encode(sequence, false, live.iter().map(|(tp, c)| (*tp, **c)))?;
                     (record, None, live)
                 }
@@ -1042,6 +1080,46 @@ mod tests {
         let (store, _) = open_at(dir.path());
         let expected: State = [(tp("t", 0), of(2, 1))].into();
         assert_eq!(store.all(), expected, "the incarnation is stored");
+    }
+
+    #[test]
+    fn forgetting_a_topic_drops_its_incarnation_and_refuses_later_commits_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open_at(dir.path());
+        let entries = [
+            (tp("t", 0), of(1, 5)),
+            (tp("t", 1), of(2, 6)),
+            (tp("u", 0), of(1, 1)),
+        ];
+        store.commit(&entries, true, &no_log).unwrap();
+        store
+            .forget_topic("t", incarnation(1), true, &no_log)
+            .unwrap();
+        let mut expected: State = [(tp("t", 1), of(2, 6)), (tp("u", 0), of(1, 1))].into();
+        assert_eq!(store.all(), expected, "only t's incarnation 1 goes");
+        assert!(!store.needs_sync(), "durably");
+        let len = len_of(&store);
+        // A late commit against the deleted topic is dropped, writing nothing.
+        store
+            .commit(&[(tp("t", 0), of(1, 9))], true, &no_log)
+            .unwrap();
+        assert_eq!(len_of(&store), len);
+        assert_eq!(store.committed(&tp("t", 0), incarnation(1)), None);
+        // Mixed with a live entry: only the live one is written.
+        let mixed = [(tp("t", 0), of(1, 9)), (tp("t", 2), of(2, 3))];
+        store.commit(&mixed, false, &no_log).unwrap();
+        expected.insert(tp("t", 2), of(2, 3));
+        assert_eq!(store.all(), expected);
+        // Nothing left to forget: nothing written.
+        let len = len_of(&store);
+        store
+            .forget_topic("t", incarnation(1), true, &no_log)
+            .unwrap();
+        assert_eq!(len_of(&store), len);
+        drop(store);
+        let (store, load) = open_at(dir.path());
+        assert_eq!(load, OffsetLoad::default());
+        assert_eq!(store.all(), expected);
     }
 
     #[test]
