@@ -3,13 +3,14 @@
 //! members), reset offsets, delete; and the RocketMQ console's dead-letter and delay views:
 //! list, resend and purge a group's dead letters, the delay queue's state.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::clock::Timestamp;
 use crate::consumer::{PartitionLag, lag_of};
 use crate::error::{ErrorKind, Result};
+use crate::group::offsets::Committed;
 use crate::retention::RetentionReport;
 use crate::retry::dead_letter::{self, DeadLetter};
 use crate::retry::{DELAY_TOPIC, SCHEDULER_GROUP};
@@ -128,7 +129,15 @@ impl Admin {
                 }
             })
             .collect();
-        let committed = g.offsets.all();
+        // Offsets committed against a deleted topic (or an earlier one of the same name) are
+        // not the group's any more.
+        let committed: BTreeMap<TopicPartition, u64> = g
+            .offsets
+            .all()
+            .into_iter()
+            .filter(|(tp, c)| shared.is_current(&tp.topic, c.incarnation))
+            .map(|(tp, c)| (tp, c.offset))
+            .collect();
         let mut tps: BTreeSet<TopicPartition> = committed.keys().cloned().collect();
         tps.extend(members.iter().flat_map(|m| m.assignment.iter().cloned()));
         let mut partitions = Vec::new();
@@ -179,7 +188,7 @@ impl Admin {
         let mut changes = Vec::new();
         for log in &t.partitions {
             let tp = TopicPartition::new(topic, log.partition());
-            let before = g.offsets.committed(&tp);
+            let before = g.offsets.committed(&tp, t.incarnation);
             let (start, end) = (log.start_offset(), log.next_offset());
             let after = match to {
                 ResetTo::Earliest => start,
@@ -197,9 +206,15 @@ impl Admin {
                 after,
             });
         }
-        let entries: Vec<(TopicPartition, u64)> = changes
+        let entries: Vec<(TopicPartition, Committed)> = changes
             .iter()
-            .map(|c| (c.partition.clone(), c.after))
+            .map(|c| {
+                let committed = Committed {
+                    incarnation: t.incarnation,
+                    offset: c.after,
+                };
+                (c.partition.clone(), committed)
+            })
             .collect();
         shared.commit_offsets(&g, None, &entries, true)?;
         Ok(changes)
@@ -254,7 +269,9 @@ impl Admin {
         dead_letter::resend_all(&self.wharf, group)
     }
 
-    /// Deletes every dead letter of `group`; returns how many there were.
+    /// Deletes every dead letter of `group`; returns how many there were. The queue
+    /// `%DLQ%<group>` is deleted as a topic is, with every group's committed offsets for it:
+    /// the next dead letter creates it afresh, and its readers start from its beginning.
     ///
     /// # Errors
     ///
@@ -274,7 +291,7 @@ impl Admin {
                 let tp = TopicPartition::new(DELAY_TOPIC, log.partition());
                 let done = group
                     .as_ref()
-                    .and_then(|g| g.offsets.committed(&tp))
+                    .and_then(|g| g.offsets.committed(&tp, topic.incarnation))
                     .unwrap_or(0);
                 status.waiting.push(
                     log.next_offset()

@@ -4,7 +4,7 @@
 //! <dir>/wharf.lock                       exclusive lock (flock), held while open for writing
 //! <dir>/wharf.meta                       directory header: magic WHARFDIR + format version
 //! <dir>/clean_shutdown                   present only between a clean close and the next open
-//! <dir>/topics/<topic>/topic.conf        the topic's configuration
+//! <dir>/topics/<topic>/topic.conf        the topic's configuration and incarnation
 //! <dir>/topics/<topic>/<partition>/      one directory per partition, named 0, 1, 2, ...
 //!     00000000000000000000.log           segment: batches from base offset 0
 //!     00000000000000000000.index         sparse offset index of that segment

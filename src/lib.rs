@@ -56,6 +56,8 @@
 //! makes the log durable up to the committed offsets, then the offsets; committed offsets never
 //! move backwards after a crash and never point past the log end. A delivery is never treated
 //! as processed unless acknowledged or covered by a commit: dropped undecided, it comes back.
+//! Deleting a topic deletes every group's committed offsets for it: a topic created again
+//! under the name starts fresh for every group, even after a crash during the deletion.
 //!
 //! Retries ([`Delivery::nack`], [`PushConsumer`]): the retry or dead-letter copy is written at
 //! the consumer's commit durability before the original is settled, so a crash in between
@@ -106,6 +108,8 @@ mod retention;
 mod retention_tests;
 mod retry;
 mod topic;
+#[cfg(test)]
+mod topic_lifecycle_tests;
 mod vfs;
 mod wharf;
 mod writer;

@@ -131,8 +131,10 @@ fn consumed_floor(
             for name in names {
                 match shared.group(name, false) {
                     Ok(group) => {
-                        // A group that committed nothing here keeps everything.
-                        floor = floor.min(group.offsets.committed(&tp).unwrap_or(0));
+                        // A group that committed nothing here (or only to a deleted topic of
+                        // this name) keeps everything.
+                        let committed = group.offsets.committed(&tp, topic.incarnation);
+                        floor = floor.min(committed.unwrap_or(0));
                         groups.push(group);
                     }
                     Err(e) if matches!(e.kind(), crate::ErrorKind::GroupNotFound { .. }) => {
@@ -145,7 +147,7 @@ fn consumed_floor(
         KeepUnconsumed::ByAllGroups => {
             for name in shared.group_names()? {
                 let group = shared.group(&name, false)?;
-                if let Some(offset) = group.offsets.committed(&tp) {
+                if let Some(offset) = group.offsets.committed(&tp, topic.incarnation) {
                     floor = floor.min(offset);
                     groups.push(group);
                 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::topic::Topic;
+use crate::topic::{Incarnation, Topic};
 use crate::vfs::StdVfs;
 use crate::vfs::faulty::{Faults, FaultyVfs};
 use crate::{
@@ -376,7 +376,8 @@ fn create_small_internal_topics(dir: &Path, dead_letter_retention: &Retention) {
     ];
     for (name, config) in topics {
         let target = dir.join("topics").join(&name);
-        Topic::create_dir(&StdVfs, &target, &config).expect("create internal topic");
+        Topic::create_dir(&StdVfs, &target, &config, Incarnation::new_unique())
+            .expect("create internal topic");
     }
 }
 

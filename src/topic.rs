@@ -1,8 +1,17 @@
-//! Topics: a name, a configuration and its partitions; name rules; creating a topic's
-//! directory.
+//! Topics: a name, a configuration, an incarnation and its partitions; name rules; creating
+//! a topic's directory.
+//!
+//! A topic's *incarnation* is chosen when it is created and stored in its `topic.conf`: it
+//! tells the topic from an earlier one of the same name that was deleted. Every committed
+//! offset carries the incarnation of the topic it was committed against, and an offset of
+//! another incarnation counts as none, so a recreated topic starts fresh for every group even
+//! if a crash kept the deleted topic's offsets.
 
+use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{MAX_GROUP_NAME_LEN, MAX_TOPIC_NAME_LEN, TopicConfig};
 use crate::error::{Error, ErrorKind, IoContext, Result};
@@ -42,6 +51,38 @@ impl std::fmt::Display for TopicPartition {
     }
 }
 
+/// Which creation of a topic of a given name this is: a `u64` chosen at random when the topic
+/// is created, never 0. Unique within a data directory with overwhelming probability (two
+/// topics of one name share it with a chance of about 2^-64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Incarnation(u64);
+
+impl Incarnation {
+    /// A new incarnation: the wall clock in nanoseconds and a per-process counter, hashed with
+    /// the process's random hash keys (never 0). Not a time: only its uniqueness matters, so
+    /// it does not come from the Wharf's clock (a `ManualClock` repeats its times).
+    pub(crate) fn new_unique() -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(nanos);
+        hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        Incarnation(hasher.finish().max(1))
+    }
+
+    /// The incarnation stored as `value` (not 0).
+    pub(crate) fn from_stored(value: u64) -> Option<Self> {
+        (value != 0).then_some(Incarnation(value))
+    }
+
+    /// The value stored on disk.
+    pub(crate) fn get(self) -> u64 {
+        self.0
+    }
+}
+
 /// A topic's name and configuration, as listed by [`crate::Wharf::topics`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
@@ -72,6 +113,8 @@ impl TopicInfo {
 pub(crate) struct Topic {
     pub name: Arc<str>,
     pub config: TopicConfig,
+    /// Which creation of a topic of this name it is.
+    pub incarnation: Incarnation,
     pub partitions: Vec<Arc<PartitionLog>>,
 }
 
@@ -96,11 +139,17 @@ impl Topic {
     }
 
     /// Writes a new topic's directory at `dir` (which must not exist): its configuration and
-    /// an empty directory with a checkpoint per partition, each synced.
-    pub(crate) fn create_dir(vfs: &dyn Vfs, dir: &Path, config: &TopicConfig) -> Result<()> {
+    /// incarnation, and an empty directory with a checkpoint per partition, each synced.
+    pub(crate) fn create_dir(
+        vfs: &dyn Vfs,
+        dir: &Path,
+        config: &TopicConfig,
+        incarnation: Incarnation,
+    ) -> Result<()> {
         vfs.create_dir_all(dir).ctx("create", dir)?;
         let conf = dir.join(layout::TOPIC_CONF_FILE);
-        vfs::write_atomic(vfs, &conf, &topic_meta::encode(config)).ctx("write", &conf)?;
+        let bytes = topic_meta::encode(config, incarnation.get());
+        vfs::write_atomic(vfs, &conf, &bytes).ctx("write", &conf)?;
         for partition in 0..config.partitions {
             PartitionLog::create(vfs, &layout::partition_dir(dir, partition))?;
         }
@@ -114,7 +163,7 @@ impl Topic {
         dir: PathBuf,
         env: &PartitionEnv,
     ) -> Result<Topic> {
-        let config = read_config(vfs, &dir)?;
+        let (config, incarnation) = read_config(vfs, &dir)?;
         let name: Arc<str> = Arc::from(name);
         let partitions = (0..config.partitions)
             .map(|p| {
@@ -131,19 +180,20 @@ impl Topic {
         Ok(Topic {
             name,
             config,
+            incarnation,
             partitions,
         })
     }
 }
 
-fn read_config(vfs: &dyn Vfs, dir: &Path) -> Result<TopicConfig> {
+fn read_config(vfs: &dyn Vfs, dir: &Path) -> Result<(TopicConfig, Incarnation)> {
     let path = dir.join(layout::TOPIC_CONF_FILE);
     let file = vfs.open(&path, vfs::OpenMode::Read).ctx("open", &path)?;
     let mut bytes = vec![0u8; topic_meta::MAX_TOPIC_META_LEN + 1];
     let read = file.read_up_to(&mut bytes, 0).ctx("read", &path)?;
     bytes.truncate(read);
-    let config = match topic_meta::decode(&bytes) {
-        Ok(config) => config,
+    let meta = match topic_meta::decode(&bytes) {
+        Ok(meta) => meta,
         Err(TopicMetaError::Damaged) => {
             return Err(Error::corrupt_file(&path, "damaged topic configuration"));
         }
@@ -156,10 +206,12 @@ fn read_config(vfs: &dyn Vfs, dir: &Path) -> Result<TopicConfig> {
             .into());
         }
     };
-    config
+    meta.config
         .validate()
         .map_err(|e| Error::corrupt_file(&path, format!("stored configuration is invalid: {e}")))?;
-    Ok(config)
+    let incarnation = Incarnation::from_stored(meta.incarnation)
+        .ok_or_else(|| Error::corrupt_file(&path, "the topic's incarnation is 0"))?;
+    Ok((meta.config, incarnation))
 }
 
 /// Checks a topic name given by a user. Names follow Kafka's rules (1 to 249 of ASCII letters,
@@ -230,6 +282,16 @@ fn name_problem(name: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incarnations_are_never_zero_and_differ() {
+        let made: std::collections::BTreeSet<Incarnation> =
+            (0..1_000).map(|_| Incarnation::new_unique()).collect();
+        assert_eq!(made.len(), 1_000);
+        assert!(made.iter().all(|i| i.get() != 0));
+        assert_eq!(Incarnation::from_stored(0), None);
+        assert_eq!(Incarnation::from_stored(7).map(Incarnation::get), Some(7));
+    }
 
     #[test]
     fn kafka_style_names_pass() {

@@ -26,7 +26,7 @@ use crate::dir_lock;
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::file_header::{self, CLEAN_MAGIC, DIR_MAGIC, HeaderError};
 use crate::group::group::Group;
-use crate::group::offsets::OffsetStore;
+use crate::group::offsets::{Committed, OffsetStore};
 use crate::layout;
 use crate::log::{DiskSpace, FlushQueue, OpenSegments, PartitionEnv, PartitionLog, Prefaulter};
 use crate::producer::ProducerBuilder;
@@ -36,7 +36,7 @@ use crate::retry::policy::DelayLevels;
 use crate::retry::scheduler::{Scheduler, SchedulerStats};
 use crate::retry::{self, DELAY_TOPIC};
 use crate::topic::TopicPartition;
-use crate::topic::{self, Topic, TopicInfo};
+use crate::topic::{self, Incarnation, Topic, TopicInfo};
 use crate::vfs::{self, LockGuard, OpenMode, StdVfs, Vfs};
 use crate::writer::flusher::Flusher;
 
@@ -336,7 +336,7 @@ impl WharfBuilder {
             this: this.clone(),
         });
         if !read_only {
-            shared.clamp_committed_offsets()?;
+            shared.settle_committed_offsets()?;
             if shared.env.space.is_limited() {
                 shared
                     .env
@@ -568,8 +568,13 @@ impl Wharf {
         topics
     }
 
-    /// Deletes a topic and all its data. Producers and readers of it get
-    /// [`ErrorKind::TopicNotFound`] from then on; bytes they already hold stay valid.
+    /// Deletes a topic and all its data, then every consumer group's committed offsets for it
+    /// (Kafka's rule): a topic created again under the name starts fresh for every group.
+    /// Producers and readers of it get [`ErrorKind::TopicNotFound`] from then on; bytes they
+    /// already hold stay valid. Commits of its partitions made afterwards (by consumers that
+    /// have not polled since) are dropped. A crash in the middle never leaves the old offsets
+    /// to a topic created again: each topic has an incarnation, and offsets committed against
+    /// another one count as none (the next open drops them).
     ///
     /// # Errors
     ///
@@ -947,16 +952,25 @@ impl Shared {
         self.vfs.sync_dir(&parent).ctx("sync", &parent)
     }
 
-    /// Lowers every group's committed offsets that lie past their partition's log end to that
-    /// end, durably, before anything is appended. A commit written without waiting can reach
-    /// the disk before the records it counted (writeback has no order), so after a power loss
-    /// it can outlive them; once new records reuse those offsets, a consumer starting from it
-    /// would skip them silently (RELIABILITY.md scenario 10). Durable commits never need it:
-    /// the log is made durable up to them first.
-    fn clamp_committed_offsets(&self) -> Result<()> {
+    /// Opens every group and settles its committed offsets, durably, before anything is
+    /// appended:
+    /// - drops the offsets of topics that no longer exist or were created again since (not of
+    ///   the incarnation they were committed against): what a crash between a topic's deletion
+    ///   and the removal of its offsets leaves. They would be ignored anyway;
+    /// - lowers committed offsets that lie past their partition's log end to that end. A
+    ///   commit written without waiting can reach the disk before the records it counted
+    ///   (writeback has no order), so after a power loss it can outlive them; once new records
+    ///   reuse those offsets, a consumer starting from it would skip them silently
+    ///   (RELIABILITY.md scenario 10). Durable commits never need it: the log is made durable
+    ///   up to them first.
+    fn settle_committed_offsets(&self) -> Result<()> {
+        let make_durable = |tp: &TopicPartition, offset: u64| self.make_log_durable(tp, offset);
         for name in self.group_names()? {
             let group = self.group(&name, false)?;
-            let past_end: Vec<(TopicPartition, u64)> = group
+            let is_current =
+                |tp: &TopicPartition, c: &Committed| self.is_current(&tp.topic, c.incarnation);
+            group.offsets.retain(&is_current, true, &make_durable)?;
+            let past_end: Vec<(TopicPartition, Committed)> = group
                 .offsets
                 .all()
                 .into_iter()
@@ -967,16 +981,31 @@ impl Shared {
                         .partition(tp.partition)
                         .ok()?
                         .next_offset();
-                    (committed > end).then_some((tp, end))
+                    let clamped = Committed {
+                        offset: end,
+                        ..committed
+                    };
+                    (committed.offset > end).then_some((tp, clamped))
                 })
                 .collect();
             if !past_end.is_empty() {
-                let make_durable =
-                    |tp: &TopicPartition, offset: u64| self.make_log_durable(tp, offset);
                 group.offsets.commit(&past_end, true, &make_durable)?;
             }
         }
         Ok(())
+    }
+
+    /// Whether `incarnation` is that of the topic named `topic` now.
+    pub(crate) fn is_current(&self, topic: &str, incarnation: Incarnation) -> bool {
+        self.topic(topic)
+            .is_ok_and(|topic| topic.incarnation == incarnation)
+    }
+
+    /// `group`'s committed offset of `tp` in the topic as it exists now (`None` if the topic
+    /// does not exist, or the offset was committed against an earlier topic of that name).
+    pub(crate) fn committed_offset(&self, group: &Group, tp: &TopicPartition) -> Option<u64> {
+        let incarnation = self.topic(&tp.topic).ok()?.incarnation;
+        group.offsets.committed(tp, incarnation)
     }
 
     /// Makes partition `tp`'s log durable up to `offset` (before a commit of it is durable).
@@ -989,21 +1018,32 @@ impl Shared {
     /// Commits `entries` to `group`'s offsets. A group member (`member`) may commit only
     /// partitions it holds. `durable`: the log up to each offset, then the offsets, are on
     /// stable storage before this returns; otherwise they are written and synced later.
+    /// Entries committed against a topic that was deleted since (their incarnation is not the
+    /// current one) are dropped: their partition is gone, and they must not count for a topic
+    /// of the same name created since.
     pub(crate) fn commit_offsets(
         &self,
         group: &Group,
         member: Option<&str>,
-        entries: &[(TopicPartition, u64)],
+        entries: &[(TopicPartition, Committed)],
         durable: bool,
     ) -> Result<()> {
         self.check_writable()?;
+        let entries: Vec<(TopicPartition, Committed)> = entries
+            .iter()
+            .filter(|(tp, c)| self.is_current(&tp.topic, c.incarnation))
+            .cloned()
+            .collect();
+        if entries.is_empty() {
+            return Ok(());
+        }
         let make_durable = |tp: &TopicPartition, offset: u64| self.make_log_durable(tp, offset);
         if durable {
-            for (tp, offset) in entries {
-                make_durable(tp, *offset)?;
+            for (tp, committed) in &entries {
+                make_durable(tp, committed.offset)?;
             }
         }
-        let append = || group.offsets.commit(entries, false, &make_durable);
+        let append = || group.offsets.commit(&entries, false, &make_durable);
         match member {
             None => append()?,
             Some(id) => group
@@ -1095,7 +1135,7 @@ impl Shared {
         if vfs.exists(&staging).ctx("open", &staging)? {
             vfs.remove_dir_all(&staging).ctx("remove", &staging)?;
         }
-        Topic::create_dir(vfs, &staging, &config)?;
+        Topic::create_dir(vfs, &staging, &config, Incarnation::new_unique())?;
         vfs.sync_dir(&staging_root).ctx("sync", &staging_root)?;
         vfs.rename(&staging, &target)
             .ctx("move into place", &target)?;
@@ -1114,7 +1154,28 @@ impl Shared {
         Ok(info)
     }
 
+    /// Deletes topic `name`, then every group's committed offsets for it. A crash in between
+    /// leaves offsets of an incarnation that no longer exists: they count as none, and the
+    /// next open drops them ([`Self::settle_committed_offsets`]).
     pub(crate) fn delete_topic(&self, name: &str) -> Result<()> {
+        let topic = self.delete_topic_files(name)?;
+        // Every group was opened when the Wharf was (and new ones are added as they come).
+        let groups: Vec<Arc<Group>> = self.groups.lock().values().cloned().collect();
+        let make_durable = |tp: &TopicPartition, offset: u64| self.make_log_durable(tp, offset);
+        for group in groups {
+            // A failure poisons the group's store, whose next use reports it; the offsets
+            // left count as none (their incarnation is gone) and go at the next open.
+            let _forgotten =
+                group
+                    .offsets
+                    .forget_topic(name, topic.incarnation, true, &make_durable);
+        }
+        Ok(())
+    }
+
+    /// Takes topic `name` out of the registry and its directory out of `topics/`, durably;
+    /// returns the topic.
+    fn delete_topic_files(&self, name: &str) -> Result<Arc<Topic>> {
         let _admin = self.admin.lock();
         self.check_writable()?;
         let topic = self.topic(name)?;
@@ -1145,6 +1206,6 @@ impl Shared {
             vfs.sync_dir(&trash_root).ctx("sync", &trash_root)?;
         }
         self.env.space.freed();
-        Ok(())
+        Ok(topic)
     }
 }

@@ -18,6 +18,7 @@ use super::delivery::{Delivery, Fetched};
 use super::options::{CommitPolicy, ConsumerOptions, FETCH_RECORDS, OutOfRange, SeekTo, StartFrom};
 use crate::error::{Error, ErrorKind, Result};
 use crate::group::group::Group;
+use crate::group::offsets::Committed;
 use crate::log::{PartitionLog, ReadLimits, Signal};
 use crate::retry::{self, nack::RetryCtx};
 use crate::topic::TopicPartition;
@@ -396,23 +397,30 @@ impl Consumer {
         }
         let (generation, target) = membership.target(&member);
         let mut result = Ok(());
+        // Lost: partitions no longer in the target, and those of a topic deleted since (even
+        // if one of the same name was created since and is in the target: it is taken up
+        // afresh below, from the group's offsets for the new topic).
+        let shared = &self.wharf.shared;
         let lost: Vec<TopicPartition> = self
             .held
             .iter()
+            .filter(|h| {
+                !target.contains(&h.cursor.tp)
+                    || !shared.is_current(&h.cursor.tp.topic, h.cursor.incarnation)
+            })
             .map(|h| h.cursor.tp.clone())
-            .filter(|tp| !target.contains(tp))
             .collect();
         if !lost.is_empty() {
             self.run_hook(&lost, false);
             // The acknowledged progress is safe to commit: nothing unprocessed is skipped. A
             // partition another member already took (after the rebalance timeout) is not ours
             // to commit any more.
-            let entries: Vec<(TopicPartition, u64)> = self
+            let entries: Vec<(TopicPartition, Committed)> = self
                 .held
                 .iter()
                 .filter(|h| lost.contains(&h.cursor.tp))
                 .filter(|h| membership.holder(&h.cursor.tp).as_deref() == Some(member.as_str()))
-                .map(|h| (h.cursor.tp.clone(), h.cursor.low()))
+                .map(|h| entry(&h.cursor, h.cursor.low()))
                 .collect();
             let committed = self.store(entries, false);
             for tp in &lost {
@@ -455,14 +463,12 @@ impl Consumer {
 
     /// Starts consuming `tp` from the group's committed offset (or per `start_from`).
     fn hold(&mut self, tp: &TopicPartition) -> Result<()> {
-        let log = Arc::clone(
-            self.wharf
-                .shared
-                .topic(&tp.topic)?
-                .partition(tp.partition)?,
-        );
+        let topic = self.wharf.shared.topic(&tp.topic)?;
+        let log = Arc::clone(topic.partition(tp.partition)?);
         let (start, end) = (log.start_offset(), log.next_offset());
-        let position = match self.group.offsets.committed(tp) {
+        // Only an offset committed against this topic counts, not one of a deleted topic of
+        // the same name.
+        let position = match self.group.offsets.committed(tp, topic.incarnation) {
             // Below the log start (deleted by retention or `delete_records`): with
             // `OutOfRange::Fail`, polls fail until the application seeks.
             Some(committed)
@@ -482,7 +488,7 @@ impl Consumer {
             },
         };
         log.watch(&self.signal);
-        let cursor = Arc::new(Cursor::new(tp.clone(), log, position));
+        let cursor = Arc::new(Cursor::new(tp.clone(), topic.incarnation, log, position));
         self.held.push(Held {
             cursor,
             buffer: None,
@@ -574,9 +580,10 @@ impl Consumer {
     /// [`ErrorKind::NotAssigned`] if the partition is not held; as [`Consumer::commit`].
     pub fn commit_message(&mut self, message: &crate::Message) -> Result<()> {
         let tp = TopicPartition::new(message.topic(), message.partition());
-        let offset = self.held(&tp)?.cursor.settle_below(message.offset() + 1);
+        let cursor = &self.held(&tp)?.cursor;
+        let entry = entry(cursor, cursor.settle_below(message.offset() + 1));
         let durable = self.options.commit_ack == AckMode::Fsync;
-        self.store(vec![(tp, offset)], durable)
+        self.store(vec![entry], durable)
     }
 
     /// Commits exactly these offsets (each the next offset to consume, as in Kafka); records
@@ -607,24 +614,28 @@ impl Consumer {
                 .into());
             }
         }
+        let mut entries = Vec::with_capacity(offsets.len());
         for (tp, offset) in offsets {
-            self.held(tp)?.cursor.settle_below(*offset);
+            let cursor = &self.held(tp)?.cursor;
+            cursor.settle_below(*offset);
+            entries.push(entry(cursor, *offset));
         }
         let durable = self.options.commit_ack == AckMode::Fsync;
-        self.store(offsets.to_vec(), durable)
+        self.store(entries, durable)
     }
 
     fn commit_with(&mut self, durable: bool, offset_of: fn(&Cursor) -> u64) -> Result<()> {
-        let entries: Vec<(TopicPartition, u64)> = self
+        let entries: Vec<(TopicPartition, Committed)> = self
             .held
             .iter()
-            .map(|h| (h.cursor.tp.clone(), offset_of(&h.cursor)))
+            .map(|h| entry(&h.cursor, offset_of(&h.cursor)))
             .collect();
         self.store(entries, durable)
     }
 
-    /// Writes `entries` to the group's offsets, fenced by partition ownership.
-    fn store(&self, entries: Vec<(TopicPartition, u64)>, durable: bool) -> Result<()> {
+    /// Writes `entries` to the group's offsets, fenced by partition ownership. Entries of a
+    /// topic deleted since are dropped ([`crate::wharf::Shared::commit_offsets`]).
+    fn store(&self, entries: Vec<(TopicPartition, Committed)>, durable: bool) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -674,9 +685,10 @@ impl Consumer {
         Ok(self.held(tp)?.cursor.position())
     }
 
-    /// The group's committed offset for any partition (`None` if it committed nothing).
+    /// The group's committed offset for any partition (`None` if it committed nothing, or
+    /// only to a deleted topic of the same name).
     pub fn committed(&self, tp: &TopicPartition) -> Option<u64> {
-        self.group.offsets.committed(tp)
+        self.wharf.shared.committed_offset(&self.group, tp)
     }
 
     /// The partitions this consumer holds now.
@@ -723,7 +735,9 @@ impl Consumer {
                 lag_of(
                     &h.cursor.tp,
                     &h.cursor.log,
-                    self.group.offsets.committed(&h.cursor.tp),
+                    self.group
+                        .offsets
+                        .committed(&h.cursor.tp, h.cursor.incarnation),
                 )
             })
             .collect();
@@ -797,6 +811,15 @@ impl Interrupter {
         self.flag.store(true, Ordering::Release);
         self.signal.notify();
     }
+}
+
+/// A commit of `offset` in `cursor`'s partition, against the topic incarnation it reads.
+fn entry(cursor: &Cursor, offset: u64) -> (TopicPartition, Committed) {
+    let committed = Committed {
+        incarnation: cursor.incarnation,
+        offset,
+    };
+    (cursor.tp.clone(), committed)
 }
 
 fn not_assigned(tp: &TopicPartition) -> Error {

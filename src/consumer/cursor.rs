@@ -20,12 +20,14 @@ use parking_lot::Mutex;
 
 use crate::error::{ErrorKind, Result};
 use crate::log::PartitionLog;
-use crate::topic::TopicPartition;
+use crate::topic::{Incarnation, TopicPartition};
 
 /// One partition as one consumer consumes it.
 #[derive(Debug)]
 pub(crate) struct Cursor {
     pub tp: TopicPartition,
+    /// The incarnation of the topic `log` belongs to: what the cursor's commits carry.
+    pub incarnation: Incarnation,
     pub log: Arc<PartitionLog>,
     state: Mutex<State>,
 }
@@ -46,10 +48,16 @@ struct State {
 }
 
 impl Cursor {
-    /// A cursor whose next delivery is `position`.
-    pub(crate) fn new(tp: TopicPartition, log: Arc<PartitionLog>, position: u64) -> Self {
+    /// A cursor whose next delivery is `position`, in `log` of the topic's `incarnation`.
+    pub(crate) fn new(
+        tp: TopicPartition,
+        incarnation: Incarnation,
+        log: Arc<PartitionLog>,
+        position: u64,
+    ) -> Self {
         Cursor {
             tp,
+            incarnation,
             log,
             state: Mutex::new(State {
                 epoch: 0,
@@ -256,7 +264,12 @@ mod tests {
         (
             dir,
             wharf,
-            Cursor::new(TopicPartition::new("t", 0), log, 10),
+            Cursor::new(
+                TopicPartition::new("t", 0),
+                Incarnation::new_unique(),
+                log,
+                10,
+            ),
         )
     }
 

@@ -25,13 +25,14 @@
 //!
 //! | position | size | field |
 //! |---------:|-----:|-------|
-//! | 0     | 2 | `topic_len` |
-//! | 2     | `topic_len` | topic name, UTF-8 |
-//! | 2 + t | 4 | partition |
-//! | 6 + t | 8 | committed offset (the next offset the group reads) |
+//! | 0      | 2 | `topic_len` |
+//! | 2      | `topic_len` | topic name, UTF-8 |
+//! | 2 + t  | 4 | partition |
+//! | 6 + t  | 8 | incarnation of the topic the offset was committed against ([`super::topic_meta`]), never 0 |
+//! | 14 + t | 8 | committed offset (the next offset the group reads) |
 //!
 //! Decoding ([`decode_records`]) stops at the first record that fails a check (length, CRC,
-//! sequence, flags, entries filling exactly `len`) and says why it stopped:
+//! sequence, flags, entries filling exactly `len`, no incarnation 0) and says why it stopped:
 //! - [`Stop::Clean`]: the end of the bytes, or only zeros after the last record;
 //! - [`Stop::TornTail`]: invalid bytes with no valid record after them, what an interrupted
 //!   append leaves;
@@ -56,9 +57,10 @@ const ENTRY_COUNT_POS: usize = SEQUENCE_POS + 8;
 const FLAGS_POS: usize = ENTRY_COUNT_POS + 4;
 /// Bytes of a record before its entries; also the smallest valid `len`.
 pub(crate) const RECORD_HEADER_LEN: usize = FLAGS_POS + 4;
-/// Bytes of an entry besides its topic name.
-pub(crate) const ENTRY_FIXED_LEN: usize = 2 + 4 + 8;
+/// Bytes of an entry besides its topic name: its length, partition, incarnation, offset.
+pub(crate) const ENTRY_FIXED_LEN: usize = 2 + 4 + 8 + 8;
 const _: () = assert!(RECORD_HEADER_LEN == 24);
+const _: () = assert!(ENTRY_FIXED_LEN == 22);
 const _: () = assert!(SMALL_HEADER_LEN == 32);
 
 /// Flag: the record's entries replace the whole state instead of updating it.
@@ -70,8 +72,13 @@ const KNOWN_FLAGS: u32 = FLAG_SNAPSHOT;
 pub(crate) struct CommitEntry {
     pub topic: String,
     pub partition: u32,
+    /// The incarnation of the topic the offset was committed against (never 0).
+    pub incarnation: u64,
     pub offset: u64,
 }
+
+/// An entry to encode: topic, partition, incarnation (not 0), offset.
+pub(crate) type EntryRef<'a> = (&'a str, u32, u64, u64);
 
 /// One decoded commit record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +96,8 @@ pub(crate) enum EncodeError {
     TopicTooLong { len: usize },
     /// More entries than one record (at most 4 GiB) holds.
     RecordTooLarge { len: usize },
+    /// An incarnation of 0, which no topic has.
+    ZeroIncarnation,
 }
 
 /// Why the bytes at a position are not a valid record.
@@ -106,7 +115,7 @@ pub(crate) enum RecordError {
     },
     /// Flag bits this version does not know.
     BadFlags(u32),
-    /// The entries do not fill `len` exactly, or a topic is not UTF-8.
+    /// The entries do not fill `len` exactly, a topic is not UTF-8, or an incarnation is 0.
     BadEntries,
 }
 
@@ -153,16 +162,19 @@ pub(crate) fn encode_header(first_sequence: u64) -> [u8; SMALL_HEADER_LEN] {
     file_header::encode_small(OFFSETS_MAGIC, first_sequence)
 }
 
-/// Encodes one record. Entries are `(topic, partition, offset)`.
+/// Encodes one record. Entries are `(topic, partition, incarnation, offset)`.
 pub(crate) fn encode_record(
     sequence: u64,
     snapshot: bool,
-    entries: &[(&str, u32, u64)],
+    entries: &[EntryRef<'_>],
 ) -> Result<Vec<u8>, EncodeError> {
     let mut len = RECORD_HEADER_LEN;
-    for (topic, _, _) in entries {
+    for (topic, _, incarnation, _) in entries {
         if u16::try_from(topic.len()).is_err() {
             return Err(EncodeError::TopicTooLong { len: topic.len() });
+        }
+        if *incarnation == 0 {
+            return Err(EncodeError::ZeroIncarnation);
         }
         len = len.saturating_add(ENTRY_FIXED_LEN + topic.len());
     }
@@ -176,10 +188,11 @@ pub(crate) fn encode_record(
     w.u64(sequence);
     w.u32(count);
     w.u32(if snapshot { FLAG_SNAPSHOT } else { 0 });
-    for (topic, partition, offset) in entries {
+    for (topic, partition, incarnation, offset) in entries {
         w.u16(u16::try_from(topic.len()).unwrap_or(u16::MAX));
         w.bytes(topic.as_bytes());
         w.u32(*partition);
+        w.u64(*incarnation);
         w.u64(*offset);
     }
     assert!(
@@ -310,10 +323,12 @@ fn decode_entries(r: &mut Reader<'_>, count: u32, body_len: usize) -> Option<Vec
         let topic_len = usize::from(r.u16()?);
         let topic = std::str::from_utf8(r.bytes(topic_len)?).ok()?.to_owned();
         let partition = r.u32()?;
+        let incarnation = r.u64().filter(|&i| i != 0)?;
         let offset = r.u64()?;
         entries.push(CommitEntry {
             topic,
             partition,
+            incarnation,
             offset,
         });
     }
@@ -327,15 +342,16 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn record(sequence: u64, snapshot: bool, entries: &[(&str, u32, u64)]) -> CommitRecord {
+    fn record(sequence: u64, snapshot: bool, entries: &[EntryRef<'_>]) -> CommitRecord {
         CommitRecord {
             sequence,
             snapshot,
             entries: entries
                 .iter()
-                .map(|&(topic, partition, offset)| CommitEntry {
+                .map(|&(topic, partition, incarnation, offset)| CommitEntry {
                     topic: topic.to_owned(),
                     partition,
+                    incarnation,
                     offset,
                 })
                 .collect(),
@@ -343,15 +359,22 @@ mod tests {
     }
 
     /// Whether a record is a snapshot, and its entries.
-    type Spec<'a> = (bool, &'a [(&'a str, u32, u64)]);
+    type Spec<'a> = (bool, &'a [EntryRef<'a>]);
 
     /// Four records with sequences 7..=10, concatenated, and their decoded form.
     fn sample() -> (Vec<u8>, Vec<CommitRecord>, Vec<usize>) {
         let specs: [Spec<'_>; 4] = [
-            (false, &[("orders", 0, 10), ("orders", 1, 20)]),
-            (false, &[("orders", 0, 15)]),
-            (true, &[("payments", 3, 1), ("orders", 1, 25)]),
-            (false, &[("pay", 0, 99), ("orders", 0, 16), ("é", 4, 0)]),
+            (false, &[("orders", 0, 7, 10), ("orders", 1, 7, 20)]),
+            (false, &[("orders", 0, 7, 15)]),
+            (true, &[("payments", 3, u64::MAX, 1), ("orders", 1, 7, 25)]),
+            (
+                false,
+                &[
+                    ("pay", 0, 1, 99),
+                    ("orders", 0, 8, 16),
+                    ("é", 4, 1 << 40, 0),
+                ],
+            ),
         ];
         let mut bytes = Vec::new();
         let mut records = Vec::new();
@@ -393,8 +416,12 @@ mod tests {
     fn encode_rejects_what_the_format_cannot_hold() {
         let long = "x".repeat(usize::from(u16::MAX) + 1);
         assert_eq!(
-            encode_record(1, false, &[(&long, 0, 0)]),
+            encode_record(1, false, &[(&long, 0, 1, 0)]),
             Err(EncodeError::TopicTooLong { len: long.len() })
+        );
+        assert_eq!(
+            encode_record(1, false, &[("t", 0, 0, 5)]),
+            Err(EncodeError::ZeroIncarnation)
         );
     }
 
@@ -477,7 +504,7 @@ mod tests {
 
     #[test]
     fn unknown_flags_and_bad_entries_are_rejected_even_with_a_valid_crc() {
-        let mut bytes = encode_record(1, false, &[("t", 0, 5)]).unwrap();
+        let mut bytes = encode_record(1, false, &[("t", 0, 3, 5)]).unwrap();
         bytes[FLAGS_POS] = 0x80;
         let crc = crc32c::crc32c(&bytes[LEN_POS..]);
         bytes[..4].copy_from_slice(&crc.to_le_bytes());
@@ -485,8 +512,19 @@ mod tests {
             decode_record_at(&bytes, 0).unwrap_err(),
             RecordError::BadFlags(0x80)
         );
-        let mut bytes = encode_record(1, false, &[("t", 0, 5)]).unwrap();
+        let mut bytes = encode_record(1, false, &[("t", 0, 3, 5)]).unwrap();
         bytes[ENTRY_COUNT_POS] = 2;
+        let crc = crc32c::crc32c(&bytes[LEN_POS..]);
+        bytes[..4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            decode_record_at(&bytes, 0).unwrap_err(),
+            RecordError::BadEntries
+        );
+        // An incarnation of 0 (topic `t`: 2 + 1 bytes, then the partition).
+        let mut bytes = encode_record(1, false, &[("t", 0, 3, 5)]).unwrap();
+        let incarnation = RECORD_HEADER_LEN + 2 + 1 + 4;
+        assert_eq!(bytes[incarnation..incarnation + 8], 3u64.to_le_bytes());
+        bytes[incarnation] = 0;
         let crc = crc32c::crc32c(&bytes[LEN_POS..]);
         bytes[..4].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(

@@ -5,6 +5,15 @@
 //! records (later entries win per partition; a *snapshot* record replaces the whole state)
 //! gives the state. Nothing is ever overwritten in place.
 //!
+//! Topic incarnations: each committed offset is kept with the incarnation of the topic it was
+//! committed against ([`Committed`]). Readers ask for the offset of the topic's current
+//! incarnation ([`OffsetStore::committed`]); one of another incarnation (the topic was deleted
+//! and created again) counts as none. When a topic is deleted its entries are dropped
+//! ([`OffsetStore::forget_topic`]) and its incarnation is *retired*: a later commit carrying it
+//! (from a consumer still holding the deleted topic's partition) is dropped under the store's
+//! lock, so it can never overwrite an offset of the new topic. The retired set lives in memory
+//! only: after a reopen no consumer of the deleted topic is left.
+//!
 //! Durability, and the order that keeps a committed offset within the log (rule 6):
 //! - A non-durable commit is a write to the page cache: it survives a process crash, not a
 //!   power loss.
@@ -39,7 +48,7 @@
 //!   `offsets.damaged-<n>`, a clean file holding that state replaces the file, and
 //!   [`OffsetLoad::damaged`] says what happened. Garbage is never used.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -49,8 +58,8 @@ use parking_lot::{Condvar, Mutex};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::FORMAT_VERSION;
 use crate::format::file_header::{self, HeaderError, SMALL_HEADER_LEN};
-use crate::format::offset_commit::{self, EncodeError, OFFSETS_MAGIC, Stop};
-use crate::topic::TopicPartition;
+use crate::format::offset_commit::{self, EncodeError, EntryRef, OFFSETS_MAGIC, Stop};
+use crate::topic::{Incarnation, TopicPartition};
 use crate::vfs::{self, OpenMode, Vfs, VfsFile};
 
 /// Name of the offsets file in a group's directory.
@@ -98,7 +107,7 @@ pub(crate) struct OffsetStore {
 struct Inner {
     /// `None` when opened read-only.
     file: Option<Arc<dyn VfsFile>>,
-    state: BTreeMap<TopicPartition, u64>,
+    state: State,
     next_sequence: u64,
     /// Byte position of the next record.
     end: u64,
@@ -106,7 +115,20 @@ struct Inner {
     base_len: u64,
     /// Highest offset per partition of non-durable records not yet covered by a sync.
     unsynced: BTreeMap<TopicPartition, u64>,
+    /// Incarnations of topics deleted since the open: commits carrying them are dropped.
+    retired: BTreeSet<Incarnation>,
 }
+
+/// A committed offset and the incarnation of the topic it was committed against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Committed {
+    pub incarnation: Incarnation,
+    /// The next offset the group reads.
+    pub offset: u64,
+}
+
+/// A group's committed offsets, per partition.
+pub(crate) type State = BTreeMap<TopicPartition, Committed>;
 
 #[derive(Debug)]
 struct SyncState {
@@ -119,15 +141,16 @@ struct SyncState {
 /// A change a record makes to the state.
 #[derive(Clone, Copy)]
 enum Change<'a> {
-    Merge(&'a [(TopicPartition, u64)]),
-    Replace(&'a BTreeMap<TopicPartition, u64>),
-    Remove(&'a [TopicPartition]),
+    Merge(&'a [(TopicPartition, Committed)]),
+    Replace(&'a State),
+    /// Keeps the entries the function accepts.
+    Retain(&'a dyn Fn(&TopicPartition, &Committed) -> bool),
 }
 
 /// The state replayed from a file's bytes.
 #[derive(Debug)]
 struct Replay {
-    state: BTreeMap<TopicPartition, u64>,
+    state: State,
     next_sequence: u64,
     /// Byte position after the last valid record.
     valid_end: u64,
@@ -152,7 +175,7 @@ impl OffsetStore {
         }
         let Some(bytes) = read_file(vfs.as_ref(), &path, read_only)? else {
             let replay = Replay {
-                state: BTreeMap::new(),
+                state: State::new(),
                 next_sequence: 0,
                 valid_end: 0,
                 damage: None,
@@ -216,6 +239,7 @@ impl OffsetStore {
                 end: replay.valid_end,
                 base_len,
                 unsynced: BTreeMap::new(),
+                retired: BTreeSet::new(),
             }),
             sync: Mutex::new(SyncState {
                 durable_next: replay.next_sequence,
@@ -231,28 +255,35 @@ impl OffsetStore {
         &self.path
     }
 
-    /// The committed offset of `tp` (the next offset the group reads), if any.
-    pub(crate) fn committed(&self, tp: &TopicPartition) -> Option<u64> {
-        self.inner.lock().state.get(tp).copied()
+    /// The committed offset of `tp` (the next offset the group reads) in the topic's
+    /// `incarnation`, if any: an offset committed against another incarnation counts as none.
+    pub(crate) fn committed(&self, tp: &TopicPartition, incarnation: Incarnation) -> Option<u64> {
+        self.inner
+            .lock()
+            .state
+            .get(tp)
+            .filter(|c| c.incarnation == incarnation)
+            .map(|c| c.offset)
     }
 
-    /// Every committed offset.
-    pub(crate) fn all(&self) -> BTreeMap<TopicPartition, u64> {
+    /// Every committed offset, of any incarnation.
+    pub(crate) fn all(&self) -> State {
         self.inner.lock().state.clone()
     }
 
     /// Commits `entries` as one record (later entries win). Any offset may be committed,
     /// including one below the current committed offset (an explicit rewind, as Kafka
-    /// allows); callers check offsets against the log. With `durable`, the log is made
-    /// durable below each offset first, and the call returns once the record is durable
-    /// (group sync); otherwise once it is written (page cache).
+    /// allows); callers check offsets against the log. Entries of a retired incarnation
+    /// ([`Self::forget_topic`]) are dropped. With `durable`, the log is made durable below
+    /// each offset first, and the call returns once the record is durable (group sync);
+    /// otherwise once it is written (page cache).
     ///
     /// # Errors
     /// A failed `make_log_durable` (nothing written), a failed write or sync (the store is
     /// poisoned), a read-only store, or a topic name too long for the format.
     pub(crate) fn commit(
         &self,
-        entries: &[(TopicPartition, u64)],
+        entries: &[(TopicPartition, Committed)],
         durable: bool,
         make_log_durable: MakeLogDurable<'_>,
     ) -> Result<()> {
@@ -261,8 +292,8 @@ impl OffsetStore {
             return Ok(());
         }
         if durable {
-            for (tp, offset) in entries {
-                make_log_durable(tp, *offset)?;
+            for (tp, committed) in entries {
+                make_log_durable(tp, committed.offset)?;
             }
         }
         self.apply(Change::Merge(entries), durable, make_log_durable)
@@ -274,31 +305,55 @@ impl OffsetStore {
     /// As [`Self::commit`].
     pub(crate) fn reset(
         &self,
-        state: &BTreeMap<TopicPartition, u64>,
+        state: &State,
         durable: bool,
         make_log_durable: MakeLogDurable<'_>,
     ) -> Result<()> {
         self.check_writable()?;
         if durable {
-            for (tp, offset) in state {
-                make_log_durable(tp, *offset)?;
+            for (tp, committed) in state {
+                make_log_durable(tp, committed.offset)?;
             }
         }
         self.apply(Change::Replace(state), durable, make_log_durable)
     }
 
-    /// Forgets the committed offsets of `tps` (a deleted topic, an admin reset).
+    /// Forgets the committed offsets of `topic`'s deleted `incarnation`, and retires that
+    /// incarnation: later commits carrying it are dropped. Offsets of a topic of the same name
+    /// created since (another incarnation) stay. Writes nothing if there was nothing to
+    /// forget.
     ///
     /// # Errors
     /// As [`Self::commit`].
-    pub(crate) fn remove(
+    pub(crate) fn forget_topic(
         &self,
-        tps: &[TopicPartition],
+        topic: &str,
+        incarnation: Incarnation,
         durable: bool,
         make_log_durable: MakeLogDurable<'_>,
     ) -> Result<()> {
         self.check_writable()?;
-        self.apply(Change::Remove(tps), durable, make_log_durable)
+        // Retired first: a commit landing after this is dropped, one landing before it is
+        // forgotten with the rest.
+        self.inner.lock().retired.insert(incarnation);
+        let keep =
+            |tp: &TopicPartition, c: &Committed| tp.topic != topic || c.incarnation != incarnation;
+        self.apply(Change::Retain(&keep), durable, make_log_durable)
+    }
+
+    /// Keeps only the committed offsets `keep` accepts (the others are stale: their topic
+    /// was deleted, or created again, since). Writes nothing if `keep` accepts them all.
+    ///
+    /// # Errors
+    /// As [`Self::commit`].
+    pub(crate) fn retain(
+        &self,
+        keep: &dyn Fn(&TopicPartition, &Committed) -> bool,
+        durable: bool,
+        make_log_durable: MakeLogDurable<'_>,
+    ) -> Result<()> {
+        self.check_writable()?;
+        self.apply(Change::Retain(keep), durable, make_log_durable)
     }
 
     /// Makes every record appended so far durable (the log first). For the background
@@ -329,14 +384,16 @@ impl OffsetStore {
         // Compacting first: if it fails, this call wrote nothing.
         self.maybe_compact(make_log_durable)?;
         let sequence = self.append(change, !durable)?;
-        if durable {
+        if let Some(sequence) = sequence.filter(|_| durable) {
             self.sync_to(sequence.saturating_add(1), make_log_durable)?;
         }
         Ok(())
     }
 
-    /// Appends the record for `change`, applies it, and returns its sequence number.
-    fn append(&self, change: Change<'_>, track_unsynced: bool) -> Result<u64> {
+    /// Appends the record for `change`, applies it, and returns its sequence number; `None`
+    /// if the change changes nothing (every entry was of a retired incarnation, or nothing
+    /// was to be removed), and then nothing is written.
+    fn append(&self, change: Change<'_>, track_unsynced: bool) -> Result<Option<u64>> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         self.check_failure()?;
@@ -345,42 +402,55 @@ impl OffsetStore {
         };
         let sequence = inner.next_sequence;
         let after = next_sequence(sequence, &self.path)?;
-        let (record, replacement) = match change {
-            Change::Merge(entries) => {
-                let entries = entries.iter().map(|(tp, offset)| (tp, *offset));
-                (encode(sequence, false, entries)?, None)
-            }
-            Change::Replace(state) => {
-                let entries = state.iter().map(|(tp, offset)| (tp, *offset));
-                (encode(sequence, true, entries)?, Some(state.clone()))
-            }
-            Change::Remove(tps) => {
-                let mut state = inner.state.clone();
-                for tp in tps {
-                    state.remove(tp);
+        // `written`: the entries the record holds (for a retain, none new: those it keeps
+        // were tracked when they were written).
+        let (record, replacement, written): (_, _, Vec<(&TopicPartition, &Committed)>) =
+            match change {
+                Change::Merge(entries) => {
+                    let live: Vec<_> = entries
+                        .iter()
+                        .filter(|(_, c)| !inner.retired.contains(&c.incarnation))
+                        .map(|(tp, c)| (tp, c))
+                        .collect();
+                    if live.is_empty() {
+                        return Ok(None);
+                    }
+                    let record = encode(sequence, false, live.iter().map(|(tp, c)| (*tp, **c)))?;
+                    (record, None, live)
                 }
-                let entries = state.iter().map(|(tp, offset)| (tp, *offset));
-                (encode(sequence, true, entries)?, Some(state))
-            }
-        };
+                Change::Replace(state) => {
+                    let record = encode(sequence, true, state.iter().map(|(tp, c)| (tp, *c)))?;
+                    (record, Some(state.clone()), state.iter().collect())
+                }
+                Change::Retain(keep) => {
+                    let mut state = inner.state.clone();
+                    state.retain(|tp, c| keep(tp, c));
+                    if state.len() == inner.state.len() {
+                        return Ok(None);
+                    }
+                    let record = encode(sequence, true, state.iter().map(|(tp, c)| (tp, *c)))?;
+                    (record, Some(state), Vec::new())
+                }
+            };
         if let Err(e) = file.write_all_at(&record, inner.end) {
             return Err(self.poison("write", e));
         }
         inner.end += record.len() as u64;
         inner.next_sequence = after;
         if track_unsynced {
-            inner.track_unsynced(change);
+            for (tp, committed) in &written {
+                raise(&mut inner.unsynced, tp, committed.offset);
+            }
         }
-        match (replacement, change) {
-            (Some(state), _) => inner.state = state,
-            (None, Change::Merge(entries)) => {
-                for (tp, offset) in entries {
-                    inner.state.insert(tp.clone(), *offset);
+        match replacement {
+            Some(state) => inner.state = state,
+            None => {
+                for (tp, committed) in written {
+                    inner.state.insert(tp.clone(), *committed);
                 }
             }
-            (None, _) => {}
         }
-        Ok(sequence)
+        Ok(Some(sequence))
     }
 
     /// Blocks until every record below sequence `target` is durable, leading a group sync
@@ -537,23 +607,6 @@ impl OffsetStore {
 }
 
 impl Inner {
-    /// Adds the offsets `change` writes to those whose logs the next sync makes durable.
-    fn track_unsynced(&mut self, change: Change<'_>) {
-        match change {
-            Change::Merge(entries) => {
-                for (tp, offset) in entries {
-                    raise(&mut self.unsynced, tp, *offset);
-                }
-            }
-            Change::Replace(state) => {
-                for (tp, offset) in state {
-                    raise(&mut self.unsynced, tp, *offset);
-                }
-            }
-            Change::Remove(_) => {}
-        }
-    }
-
     fn needs_compaction(&self, threshold_bytes: u64) -> bool {
         self.file.is_some() && self.end >= threshold_bytes.max(self.base_len.saturating_mul(2))
     }
@@ -598,17 +651,20 @@ fn next_sequence(sequence: u64, path: &Path) -> Result<u64> {
 fn encode<'a>(
     sequence: u64,
     snapshot: bool,
-    entries: impl Iterator<Item = (&'a TopicPartition, u64)>,
+    entries: impl Iterator<Item = (&'a TopicPartition, Committed)>,
 ) -> Result<Vec<u8>> {
-    let entries: Vec<(&str, u32, u64)> = entries
-        .map(|(tp, offset)| (tp.topic.as_str(), tp.partition, offset))
+    let entries: Vec<EntryRef<'_>> = entries
+        .map(|(tp, c)| {
+            let topic = tp.topic.as_str();
+            (topic, tp.partition, c.incarnation.get(), c.offset)
+        })
         .collect();
     offset_commit::encode_record(sequence, snapshot, &entries).map_err(|e| match e {
         EncodeError::TopicTooLong { len } => ErrorKind::InvalidTopicName {
             name: entries
                 .iter()
-                .find(|(topic, _, _)| topic.len() == len)
-                .map(|(topic, _, _)| (*topic).to_owned())
+                .find(|(topic, ..)| topic.len() == len)
+                .map(|(topic, ..)| (*topic).to_owned())
                 .unwrap_or_default(),
             reason: "too long to store a committed offset for",
         }
@@ -617,6 +673,10 @@ fn encode<'a>(
             "a commit of {} offsets ({len} bytes) exceeds the 4 GiB record limit",
             entries.len()
         )),
+        // An `Incarnation` is never 0.
+        EncodeError::ZeroIncarnation => {
+            Error::invalid_config("a committed offset without a topic incarnation")
+        }
     })
 }
 
@@ -678,15 +738,23 @@ fn replay(bytes: &[u8], path: &Path, synced_whole: bool) -> Result<Replay> {
     };
     let body = bytes.get(SMALL_HEADER_LEN..).unwrap_or_default();
     let decoded = offset_commit::decode_records(body, first);
-    let mut state = BTreeMap::new();
+    let mut state = State::new();
     for record in &decoded.records {
         if record.snapshot {
             state.clear();
         }
         for entry in &record.entries {
+            // The decoder refuses incarnation 0.
+            let Some(incarnation) = Incarnation::from_stored(entry.incarnation) else {
+                continue;
+            };
+            let committed = Committed {
+                incarnation,
+                offset: entry.offset,
+            };
             state.insert(
                 TopicPartition::new(entry.topic.clone(), entry.partition),
-                entry.offset,
+                committed,
             );
         }
     }
@@ -746,7 +814,7 @@ fn write_snapshot_file(
     replay: &Replay,
 ) -> Result<(Arc<dyn VfsFile>, u64)> {
     let sequence = replay.next_sequence;
-    let record = encode(sequence, true, replay.state.iter().map(|(tp, o)| (tp, *o)))?;
+    let record = encode(sequence, true, replay.state.iter().map(|(tp, c)| (tp, *c)))?;
     let mut bytes = offset_commit::encode_header(sequence).to_vec();
     bytes.extend_from_slice(&record);
     vfs::write_atomic(vfs, path, &bytes).ctx("rewrite", path)?;
@@ -778,6 +846,75 @@ mod tests {
         OffsetStore::open(Arc::new(StdVfs), dir, true, false).unwrap()
     }
 
+    /// The incarnation of every topic in these tests, unless a test says otherwise.
+    fn inc() -> Incarnation {
+        Incarnation::from_stored(7).unwrap()
+    }
+
+    /// `entries` committed against [`inc`].
+    fn at(entries: &[(TopicPartition, u64)]) -> Vec<(TopicPartition, Committed)> {
+        entries
+            .iter()
+            .map(|(tp, offset)| {
+                let committed = Committed {
+                    incarnation: inc(),
+                    offset: *offset,
+                };
+                (tp.clone(), committed)
+            })
+            .collect()
+    }
+
+    /// The store's calls with offsets of [`inc`] only.
+    impl OffsetStore {
+        fn commit_at(
+            &self,
+            entries: &[(TopicPartition, u64)],
+            durable: bool,
+            make_log_durable: MakeLogDurable<'_>,
+        ) -> Result<()> {
+            self.commit(&at(entries), durable, make_log_durable)
+        }
+
+        fn committed_at(&self, tp: &TopicPartition) -> Option<u64> {
+            self.committed(tp, inc())
+        }
+
+        fn all_at(&self) -> BTreeMap<TopicPartition, u64> {
+            self.all()
+                .into_iter()
+                .map(|(tp, c)| {
+                    assert_eq!(c.incarnation, inc(), "{tp}");
+                    (tp, c.offset)
+                })
+                .collect()
+        }
+
+        fn reset_at(
+            &self,
+            state: &BTreeMap<TopicPartition, u64>,
+            durable: bool,
+            make_log_durable: MakeLogDurable<'_>,
+        ) -> Result<()> {
+            let entries: Vec<(TopicPartition, u64)> =
+                state.iter().map(|(tp, o)| (tp.clone(), *o)).collect();
+            self.reset(
+                &at(&entries).into_iter().collect(),
+                durable,
+                make_log_durable,
+            )
+        }
+
+        fn remove_at(
+            &self,
+            tps: &[TopicPartition],
+            durable: bool,
+            make_log_durable: MakeLogDurable<'_>,
+        ) -> Result<()> {
+            self.retain(&|tp, _| !tps.contains(tp), durable, make_log_durable)
+        }
+    }
+
     fn map(entries: &[(TopicPartition, u64)]) -> BTreeMap<TopicPartition, u64> {
         entries.iter().cloned().collect()
     }
@@ -795,8 +932,8 @@ mod tests {
         let mut states = vec![BTreeMap::new()];
         let mut ends = vec![SMALL_HEADER_LEN];
         for entries in &commits {
-            store.commit(entries, false, &no_log).unwrap();
-            states.push(store.all());
+            store.commit_at(entries, false, &no_log).unwrap();
+            states.push(store.all_at());
             ends.push(usize::try_from(std::fs::metadata(store.path()).unwrap().len()).unwrap());
         }
         (std::fs::read(store.path()).unwrap(), states, ends)
@@ -807,26 +944,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, load) = open_at(dir.path());
         assert_eq!(load, OffsetLoad::default());
-        assert_eq!(store.committed(&tp("t", 0)), None);
+        assert_eq!(store.committed_at(&tp("t", 0)), None);
         store
-            .commit(
+            .commit_at(
                 &[(tp("t", 0), 5), (tp("t", 1), 3), (tp("t", 0), 6)],
                 false,
                 &no_log,
             )
             .unwrap();
-        store.commit(&[(tp("t", 1), 4)], false, &no_log).unwrap();
+        store.commit_at(&[(tp("t", 1), 4)], false, &no_log).unwrap();
         // A rewind is allowed: Kafka lets a consumer commit an earlier offset.
-        store.commit(&[(tp("t", 0), 2)], false, &no_log).unwrap();
+        store.commit_at(&[(tp("t", 0), 2)], false, &no_log).unwrap();
         let expected = map(&[(tp("t", 0), 2), (tp("t", 1), 4)]);
-        assert_eq!(store.all(), expected);
+        assert_eq!(store.all_at(), expected);
         assert!(store.needs_sync());
         // Dropped without a sync, as a killed process would: the page cache keeps the records.
         drop(store);
         let (store, load) = open_at(dir.path());
         assert_eq!(load, OffsetLoad::default());
-        assert_eq!(store.all(), expected);
-        assert_eq!(store.committed(&tp("t", 1)), Some(4));
+        assert_eq!(store.all_at(), expected);
+        assert_eq!(store.committed_at(&tp("t", 1)), Some(4));
         assert!(!store.needs_sync());
     }
 
@@ -836,7 +973,7 @@ mod tests {
         let (vfs, faults) = FaultyVfs::new();
         let (store, _) = OffsetStore::open(vfs, dir.path(), false, false).unwrap();
         let before = faults.offsets_syncs.load(Ordering::SeqCst);
-        store.commit(&[(tp("t", 0), 9)], true, &no_log).unwrap();
+        store.commit_at(&[(tp("t", 0), 9)], true, &no_log).unwrap();
         assert_eq!(faults.offsets_syncs.load(Ordering::SeqCst), before + 1);
         assert!(!store.needs_sync());
         // Nothing new: sync does not touch the disk.
@@ -844,7 +981,7 @@ mod tests {
         assert_eq!(faults.offsets_syncs.load(Ordering::SeqCst), before + 1);
         drop(store);
         let (store, _) = open_at(dir.path());
-        assert_eq!(store.committed(&tp("t", 0)), Some(9));
+        assert_eq!(store.committed_at(&tp("t", 0)), Some(9));
     }
 
     #[test]
@@ -858,14 +995,14 @@ mod tests {
             calls.lock().push((tp.clone(), offset, len));
             Ok(())
         };
-        store.commit(&[(tp("a", 0), 5)], false, &record).unwrap();
-        store.commit(&[(tp("a", 0), 7)], false, &record).unwrap();
+        store.commit_at(&[(tp("a", 0), 5)], false, &record).unwrap();
+        store.commit_at(&[(tp("a", 0), 7)], false, &record).unwrap();
         assert!(
             calls.lock().is_empty(),
             "non-durable commits never sync the log"
         );
         let len = std::fs::metadata(&path).unwrap().len();
-        store.commit(&[(tp("b", 1), 3)], true, &record).unwrap();
+        store.commit_at(&[(tp("b", 1), 3)], true, &record).unwrap();
         let calls = calls.into_inner();
         // First the committed entry, before its record was written; then, as the sync's
         // leader, the highest unsynced offset of the earlier non-durable records.
@@ -878,9 +1015,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = open_at(dir.path());
         store
-            .commit(&[(tp("a", 0), 5), (tp("b", 0), 1)], false, &no_log)
+            .commit_at(&[(tp("a", 0), 5), (tp("b", 0), 1)], false, &no_log)
             .unwrap();
-        store.commit(&[(tp("a", 0), 4)], false, &no_log).unwrap();
+        store.commit_at(&[(tp("a", 0), 4)], false, &no_log).unwrap();
         let failing = |_: &TopicPartition, _: u64| -> Result<()> {
             Err(Error::from_io(io::Error::from_raw_os_error(5)))
         };
@@ -898,13 +1035,109 @@ mod tests {
         assert_eq!(calls.into_inner(), [(tp("a", 0), 5), (tp("b", 0), 1)]);
         assert!(!store.needs_sync());
         // The store still works: a log failure does not poison it.
-        store.commit(&[(tp("a", 0), 6)], true, &no_log).unwrap();
+        store.commit_at(&[(tp("a", 0), 6)], true, &no_log).unwrap();
         // A deleted topic has no log to get ahead of: it does not block the group's syncs.
-        store.commit(&[(tp("gone", 0), 6)], false, &no_log).unwrap();
+        store
+            .commit_at(&[(tp("gone", 0), 6)], false, &no_log)
+            .unwrap();
         let deleted =
             |tp: &TopicPartition, _: u64| -> Result<()> { Err(Error::topic_not_found(&tp.topic)) };
         store.sync(&deleted).unwrap();
         assert!(!store.needs_sync());
+    }
+
+    fn incarnation(value: u64) -> Incarnation {
+        Incarnation::from_stored(value).unwrap()
+    }
+
+    fn of(value: u64, offset: u64) -> Committed {
+        Committed {
+            incarnation: incarnation(value),
+            offset,
+        }
+    }
+
+    fn len_of(store: &OffsetStore) -> u64 {
+        std::fs::metadata(store.path()).unwrap().len()
+    }
+
+    #[test]
+    fn an_offset_of_another_incarnation_counts_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open_at(dir.path());
+        store
+            .commit(&[(tp("t", 0), of(1, 5))], true, &no_log)
+            .unwrap();
+        assert_eq!(store.committed(&tp("t", 0), incarnation(1)), Some(5));
+        assert_eq!(store.committed(&tp("t", 0), incarnation(2)), None);
+        // A commit against the new incarnation replaces it.
+        store
+            .commit(&[(tp("t", 0), of(2, 1))], false, &no_log)
+            .unwrap();
+        assert_eq!(store.committed(&tp("t", 0), incarnation(1)), None);
+        assert_eq!(store.committed(&tp("t", 0), incarnation(2)), Some(1));
+        drop(store);
+        let (store, _) = open_at(dir.path());
+        let expected: State = [(tp("t", 0), of(2, 1))].into();
+        assert_eq!(store.all(), expected, "the incarnation is stored");
+    }
+
+    #[test]
+    fn forgetting_a_topic_drops_its_incarnation_and_refuses_later_commits_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open_at(dir.path());
+        let entries = [
+            (tp("t", 0), of(1, 5)),
+            (tp("t", 1), of(2, 6)),
+            (tp("u", 0), of(1, 1)),
+        ];
+        store.commit(&entries, true, &no_log).unwrap();
+        store
+            .forget_topic("t", incarnation(1), true, &no_log)
+            .unwrap();
+        let mut expected: State = [(tp("t", 1), of(2, 6)), (tp("u", 0), of(1, 1))].into();
+        assert_eq!(store.all(), expected, "only t's incarnation 1 goes");
+        assert!(!store.needs_sync(), "durably");
+        let len = len_of(&store);
+        // A late commit against the deleted topic is dropped, writing nothing.
+        store
+            .commit(&[(tp("t", 0), of(1, 9))], true, &no_log)
+            .unwrap();
+        assert_eq!(len_of(&store), len);
+        assert_eq!(store.committed(&tp("t", 0), incarnation(1)), None);
+        // Mixed with a live entry: only the live one is written.
+        let mixed = [(tp("t", 0), of(1, 9)), (tp("t", 2), of(2, 3))];
+        store.commit(&mixed, false, &no_log).unwrap();
+        expected.insert(tp("t", 2), of(2, 3));
+        assert_eq!(store.all(), expected);
+        // Nothing left to forget: nothing written.
+        let len = len_of(&store);
+        store
+            .forget_topic("t", incarnation(1), true, &no_log)
+            .unwrap();
+        assert_eq!(len_of(&store), len);
+        drop(store);
+        let (store, load) = open_at(dir.path());
+        assert_eq!(load, OffsetLoad::default());
+        assert_eq!(store.all(), expected);
+    }
+
+    #[test]
+    fn retain_drops_what_it_refuses_in_one_record_and_writes_nothing_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open_at(dir.path());
+        let entries = [(tp("a", 0), of(1, 5)), (tp("b", 0), of(2, 6))];
+        store.commit(&entries, false, &no_log).unwrap();
+        let len = len_of(&store);
+        store.retain(&|_, _| true, true, &no_log).unwrap();
+        assert_eq!(len_of(&store), len, "nothing refused: nothing written");
+        let keep = |_: &TopicPartition, c: &Committed| c.incarnation == incarnation(2);
+        store.retain(&keep, true, &no_log).unwrap();
+        let expected: State = [(tp("b", 0), of(2, 6))].into();
+        assert_eq!(store.all(), expected);
+        drop(store);
+        let (store, _) = open_at(dir.path());
+        assert_eq!(store.all(), expected);
     }
 
     #[test]
@@ -914,9 +1147,9 @@ mod tests {
         let failing =
             |_: &TopicPartition, _: u64| -> Result<()> { Err(Error::topic_not_found("a")) };
         let len = std::fs::metadata(store.path()).unwrap().len();
-        assert!(store.commit(&[(tp("a", 0), 5)], true, &failing).is_err());
+        assert!(store.commit_at(&[(tp("a", 0), 5)], true, &failing).is_err());
         assert_eq!(std::fs::metadata(store.path()).unwrap().len(), len);
-        assert_eq!(store.committed(&tp("a", 0)), None);
+        assert_eq!(store.committed_at(&tp("a", 0)), None);
     }
 
     #[test]
@@ -927,19 +1160,21 @@ mod tests {
         for cut in ends[3]..ends[4] {
             std::fs::write(&path, &bytes[..cut]).unwrap();
             let (store, load) = open_at(dir.path());
-            assert_eq!(store.all(), states[3], "cut {cut}");
+            assert_eq!(store.all_at(), states[3], "cut {cut}");
             assert_eq!(load.damaged, None, "cut {cut}");
             assert_eq!(load.truncated_bytes, (cut - ends[3]) as u64);
             assert_eq!(std::fs::metadata(&path).unwrap().len(), ends[3] as u64);
         }
         // Appends continue where the valid records end.
         let (store, _) = open_at(dir.path());
-        store.commit(&[(tp("new", 0), 1)], true, &no_log).unwrap();
+        store
+            .commit_at(&[(tp("new", 0), 1)], true, &no_log)
+            .unwrap();
         drop(store);
         let (store, load) = open_at(dir.path());
         let mut expected = states[3].clone();
         expected.insert(tp("new", 0), 1);
-        assert_eq!(store.all(), expected);
+        assert_eq!(store.all_at(), expected);
         assert_eq!(load, OffsetLoad::default());
     }
 
@@ -956,7 +1191,7 @@ mod tests {
             std::fs::write(&path, &damaged).unwrap();
             let (store, load) =
                 OffsetStore::open(Arc::new(StdVfs), dir.path(), true, true).unwrap();
-            assert_eq!(store.all(), states[3], "byte {at}");
+            assert_eq!(store.all_at(), states[3], "byte {at}");
             assert!(load.damaged.is_some(), "byte {at}: damage must be reported");
         }
     }
@@ -983,13 +1218,13 @@ mod tests {
                 .saturating_sub(1);
             if pos < SMALL_HEADER_LEN {
                 // A damaged header: every record is still checked by its own CRC.
-                assert_eq!(store.all(), states[4], "bit {bit}");
+                assert_eq!(store.all_at(), states[4], "bit {bit}");
                 assert!(load.damaged.is_some(), "bit {bit}");
             } else if intact < 3 {
-                assert_eq!(store.all(), states[intact], "bit {bit}");
+                assert_eq!(store.all_at(), states[intact], "bit {bit}");
                 assert!(load.damaged.is_some(), "bit {bit}");
             } else {
-                assert_eq!(store.all(), states[3], "bit {bit}");
+                assert_eq!(store.all_at(), states[3], "bit {bit}");
                 assert_eq!(load.damaged, None, "bit {bit}: a torn tail");
             }
             assert_eq!(
@@ -1009,7 +1244,7 @@ mod tests {
         damaged[ends[1] + 10] ^= 0x40;
         std::fs::write(&path, &damaged).unwrap();
         let (store, load) = open_at(dir.path());
-        assert_eq!(store.all(), states[1]);
+        assert_eq!(store.all_at(), states[1]);
         let reason = load.damaged.unwrap();
         assert!(
             reason.contains("damaged") && reason.contains("1 records"),
@@ -1019,14 +1254,14 @@ mod tests {
         assert_eq!(evidence, dir.path().join("offsets.damaged-0"));
         assert_eq!(std::fs::read(&evidence).unwrap(), damaged);
         store
-            .commit(&[(tp("orders", 0), 30)], true, &no_log)
+            .commit_at(&[(tp("orders", 0), 30)], true, &no_log)
             .unwrap();
         drop(store);
         let (store, load) = open_at(dir.path());
         assert_eq!(load, OffsetLoad::default(), "the rewritten file is clean");
         let mut expected = states[1].clone();
         expected.insert(tp("orders", 0), 30);
-        assert_eq!(store.all(), expected);
+        assert_eq!(store.all_at(), expected);
         drop(store);
         // A second damage keeps a second piece of evidence.
         let mut again = std::fs::read(&path).unwrap();
@@ -1035,7 +1270,7 @@ mod tests {
         let (store, load) = open_at(dir.path());
         assert_eq!(load.evidence, Some(dir.path().join("offsets.damaged-1")));
         assert_eq!(
-            store.all(),
+            store.all_at(),
             BTreeMap::new(),
             "header damage: no earlier valid state"
         );
@@ -1065,10 +1300,10 @@ mod tests {
         let group = dir.path().join("g");
         let (store, load) = open_read_only(&group);
         assert_eq!(load, OffsetLoad::default());
-        assert!(store.all().is_empty());
+        assert!(store.all_at().is_empty());
         assert!(!group.exists());
         let err = store
-            .commit(&[(tp("t", 0), 1)], false, &no_log)
+            .commit_at(&[(tp("t", 0), 1)], false, &no_log)
             .unwrap_err();
         assert!(matches!(err.kind(), ErrorKind::ReadOnly { .. }));
         store.sync(&no_log).unwrap();
@@ -1077,7 +1312,7 @@ mod tests {
         let path = group.join(OFFSETS_FILE_NAME);
         std::fs::write(&path, &bytes[..ends[4] - 3]).unwrap();
         let (store, load) = open_read_only(&group);
-        assert_eq!(store.all(), states[3]);
+        assert_eq!(store.all_at(), states[3]);
         assert_eq!(load.truncated_bytes, (ends[4] - 3 - ends[3]) as u64);
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
@@ -1090,9 +1325,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (vfs, faults) = FaultyVfs::new();
         let (store, _) = OffsetStore::open(vfs, dir.path(), false, false).unwrap();
-        store.commit(&[(tp("t", 0), 1)], true, &no_log).unwrap();
+        store.commit_at(&[(tp("t", 0), 1)], true, &no_log).unwrap();
         faults.fail_next_offsets_sync.store(true, Ordering::SeqCst);
-        let err = store.commit(&[(tp("t", 0), 2)], true, &no_log).unwrap_err();
+        let err = store
+            .commit_at(&[(tp("t", 0), 2)], true, &no_log)
+            .unwrap_err();
         assert!(
             matches!(err.kind(), ErrorKind::Io { op: "sync", .. }),
             "{err}"
@@ -1100,10 +1337,10 @@ mod tests {
         let syncs = faults.offsets_syncs.load(Ordering::SeqCst);
         // The next fsync would "succeed" (Linux drops the dirty pages): it is never tried.
         for result in [
-            store.commit(&[(tp("t", 0), 3)], true, &no_log),
-            store.commit(&[(tp("t", 0), 3)], false, &no_log),
+            store.commit_at(&[(tp("t", 0), 3)], true, &no_log),
+            store.commit_at(&[(tp("t", 0), 3)], false, &no_log),
             store.sync(&no_log),
-            store.remove(&[tp("t", 0)], true, &no_log),
+            store.remove_at(&[tp("t", 0)], true, &no_log),
         ] {
             let err = result.unwrap_err();
             assert!(
@@ -1120,19 +1357,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (vfs, faults) = FaultyVfs::new();
         let (store, _) = OffsetStore::open(vfs, dir.path(), false, false).unwrap();
-        store.commit(&[(tp("t", 0), 1)], false, &no_log).unwrap();
+        store.commit_at(&[(tp("t", 0), 1)], false, &no_log).unwrap();
         faults.fail_next_offsets_write.store(true, Ordering::SeqCst);
         let err = store
-            .commit(&[(tp("t", 0), 2)], false, &no_log)
+            .commit_at(&[(tp("t", 0), 2)], false, &no_log)
             .unwrap_err();
         assert!(
             matches!(err.kind(), ErrorKind::Io { op: "write", .. }),
             "{err}"
         );
-        assert!(store.commit(&[(tp("t", 0), 3)], false, &no_log).is_err());
+        assert!(store.commit_at(&[(tp("t", 0), 3)], false, &no_log).is_err());
         drop(store);
         let (store, _) = open_at(dir.path());
-        assert_eq!(store.committed(&tp("t", 0)), Some(1));
+        assert_eq!(store.committed_at(&tp("t", 0)), Some(1));
     }
 
     #[test]
@@ -1140,24 +1377,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = open_at(dir.path());
         store
-            .commit(
+            .commit_at(
                 &[(tp("a", 0), 1), (tp("a", 1), 2), (tp("b", 0), 3)],
                 false,
                 &no_log,
             )
             .unwrap();
         store
-            .remove(&[tp("a", 1), tp("zz", 9)], true, &no_log)
+            .remove_at(&[tp("a", 1), tp("zz", 9)], true, &no_log)
             .unwrap();
-        assert_eq!(store.all(), map(&[(tp("a", 0), 1), (tp("b", 0), 3)]));
+        assert_eq!(store.all_at(), map(&[(tp("a", 0), 1), (tp("b", 0), 3)]));
         let reset = map(&[(tp("c", 0), 0)]);
-        store.reset(&reset, false, &no_log).unwrap();
-        store.commit(&[(tp("c", 1), 4)], false, &no_log).unwrap();
+        store.reset_at(&reset, false, &no_log).unwrap();
+        store.commit_at(&[(tp("c", 1), 4)], false, &no_log).unwrap();
         let expected = map(&[(tp("c", 0), 0), (tp("c", 1), 4)]);
-        assert_eq!(store.all(), expected);
+        assert_eq!(store.all_at(), expected);
         drop(store);
         let (store, _) = open_at(dir.path());
-        assert_eq!(store.all(), expected);
+        assert_eq!(store.all_at(), expected);
     }
 
     #[test]
@@ -1173,19 +1410,19 @@ mod tests {
         let mut expected = BTreeMap::new();
         for i in 0..300u64 {
             let entries = [(tp("t", (i % 3) as u32), i), (tp("u", 0), i / 2)];
-            store.commit(&entries, i % 10 == 0, &count).unwrap();
+            store.commit_at(&entries, i % 10 == 0, &count).unwrap();
             expected.extend(entries);
             let len = std::fs::metadata(store.path()).unwrap().len();
             assert!(len < 512 + 100, "compacted: {len} bytes");
         }
-        assert_eq!(store.all(), expected);
+        assert_eq!(store.all_at(), expected);
         // Non-durable commits paid a log sync only when a compaction made them durable.
         let calls = calls.load(Ordering::SeqCst);
         assert!(calls > 60 && calls < 300 * 2, "{calls} log syncs");
         drop(store);
         let (store, load) = open_at(dir.path());
         assert_eq!(load, OffsetLoad::default());
-        assert_eq!(store.all(), expected);
+        assert_eq!(store.all_at(), expected);
     }
 
     #[test]
@@ -1194,12 +1431,12 @@ mod tests {
         let (vfs, faults) = FaultyVfs::new();
         let (mut store, _) = OffsetStore::open(vfs, dir.path(), false, false).unwrap();
         store.set_compact_threshold(256);
-        store.commit(&[(tp("t", 0), 1)], true, &no_log).unwrap();
+        store.commit_at(&[(tp("t", 0), 1)], true, &no_log).unwrap();
         faults.fail_next_offsets_sync.store(true, Ordering::SeqCst);
         let mut last = 1;
         let err = loop {
             last += 1;
-            match store.commit(&[(tp("t", 0), last)], false, &no_log) {
+            match store.commit_at(&[(tp("t", 0), last)], false, &no_log) {
                 Ok(()) => assert!(last < 100),
                 Err(e) => break e,
             }
@@ -1210,7 +1447,7 @@ mod tests {
         );
         assert!(
             store
-                .commit(&[(tp("t", 0), last + 1)], false, &no_log)
+                .commit_at(&[(tp("t", 0), last + 1)], false, &no_log)
                 .is_err()
         );
         drop(store);
@@ -1221,7 +1458,7 @@ mod tests {
         assert!(!tmp.exists());
         assert_eq!(load, OffsetLoad::default());
         // The commit that started the compaction wrote nothing; every earlier one is kept.
-        assert_eq!(store.committed(&tp("t", 0)), Some(last - 1));
+        assert_eq!(store.committed_at(&tp("t", 0)), Some(last - 1));
     }
 
     #[test]
@@ -1240,9 +1477,9 @@ mod tests {
                 s.spawn(move || {
                     for offset in 1..=COMMITS {
                         store
-                            .commit(&[(tp("t", thread), offset)], true, &no_log)
+                            .commit_at(&[(tp("t", thread), offset)], true, &no_log)
                             .unwrap();
-                        assert_eq!(store.committed(&tp("t", thread)), Some(offset));
+                        assert_eq!(store.committed_at(&tp("t", thread)), Some(offset));
                     }
                 });
             }
@@ -1254,9 +1491,9 @@ mod tests {
             "{used} syncs for {total} durable commits"
         );
         let expected: BTreeMap<_, _> = (0..THREADS).map(|t| (tp("t", t), COMMITS)).collect();
-        assert_eq!(store.all(), expected);
+        assert_eq!(store.all_at(), expected);
         drop(store);
         let (store, _) = open_at(dir.path());
-        assert_eq!(store.all(), expected);
+        assert_eq!(store.all_at(), expected);
     }
 }

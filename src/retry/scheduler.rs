@@ -36,8 +36,9 @@ use crate::error::{ErrorKind, Result};
 use crate::format::message::Batch;
 use crate::format::record::Record;
 use crate::group::group::Group;
+use crate::group::offsets::Committed;
 use crate::log::{PartitionLog, ReadLimits, Signal};
-use crate::topic::{Topic, TopicPartition};
+use crate::topic::{Incarnation, Topic, TopicPartition};
 use crate::wharf::Shared;
 
 /// Longest sleep between two looks at the clock.
@@ -153,6 +154,8 @@ enum Head {
 struct Lane {
     log: Arc<PartitionLog>,
     tp: TopicPartition,
+    /// The delay topic's incarnation, which the lane's commits carry.
+    incarnation: Incarnation,
     /// The position committed (durable through the flusher); where a failed round restarts.
     committed: u64,
     /// The next record to look at.
@@ -259,12 +262,13 @@ impl Run {
             let (start, end) = (log.start_offset(), log.next_offset());
             let committed = group
                 .offsets
-                .committed(&tp)
+                .committed(&tp, topic.incarnation)
                 .map_or(start, |c| c.clamp(start, end));
             log.watch(&self.signal);
             self.lanes.push(Lane {
                 log: Arc::clone(log),
                 tp,
+                incarnation: topic.incarnation,
                 committed,
                 position: committed,
                 buffer: None,
@@ -341,7 +345,11 @@ impl Run {
             self.flush_moves(&moves)?;
             let lane = &mut self.lanes[i];
             if lane.position != lane.committed {
-                shared.commit_offsets(group, None, &[(lane.tp.clone(), lane.position)], false)?;
+                let committed = Committed {
+                    incarnation: lane.incarnation,
+                    offset: lane.position,
+                };
+                shared.commit_offsets(group, None, &[(lane.tp.clone(), committed)], false)?;
                 lane.committed = lane.position;
             }
             if let Some(head) = head {
