@@ -77,7 +77,8 @@ pub struct Retention {
     /// may delete it. Default: none.
     pub keep_unconsumed: KeepUnconsumed,
     /// Delete the oldest segments while the partition holds more than this many bytes, even
-    /// if they were not consumed.
+    /// if they were not consumed. Checked by every retention run and after every append that
+    /// seals a segment, so a partition holds at most this plus its active segment.
     pub hard_max_bytes: Option<u64>,
 }
 

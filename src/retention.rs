@@ -9,6 +9,10 @@
 //! counting the records it dropped before those groups consumed them. The active segment is
 //! never deleted.
 //!
+//! A topic with a hard size limit is also checked after every append that seals a segment
+//! ([`after_roll`]), so it never grows past the limit by more than its active segment between
+//! two runs.
+//!
 //! The committed offsets retention waits for are read first and made durable afterwards
 //! (before anything is deleted), so a crash cannot bring back a commit older than what
 //! retention relied on.
@@ -24,6 +28,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::config::KeepUnconsumed;
 use crate::error::Result;
 use crate::group::group::Group;
+use crate::log::PartitionLog;
 use crate::topic::{Topic, TopicPartition};
 use crate::wharf::Shared;
 
@@ -55,64 +60,107 @@ impl RetentionReport {
 /// The first error met; the other partitions are still processed.
 pub(crate) fn run(shared: &Shared) -> Result<RetentionReport> {
     let now = shared.now().as_millis();
-    let mut report = RetentionReport::default();
-    let mut first_error = None;
-    // Whether each group retention waits for could be made durable (synced once per run).
-    let mut synced: HashMap<Arc<str>, bool> = HashMap::new();
+    let mut run = Run::default();
     for topic in shared.all_topics() {
         if !topic.config.retention.is_limited() {
             continue;
         }
         for log in &topic.partitions {
-            // The floor first, then make the commits it comes from durable: a crash cannot
-            // bring back an older commit. A group whose offsets cannot be synced (a poisoned
-            // store) holds back only the partitions that wait for it.
-            let floor = match consumed_floor(shared, &topic, log.partition()) {
-                Ok(Some((floor, groups))) => {
-                    let durable = groups.iter().all(|group| {
-                        *synced.entry(Arc::clone(&group.name)).or_insert_with(|| {
-                            match shared.sync_group(group) {
-                                Ok(()) => true,
-                                Err(e) => {
-                                    first_error.get_or_insert(e);
-                                    false
-                                }
+            run.partition(shared, &topic, log, now);
+        }
+    }
+    run.finish(shared)
+}
+
+/// After an append to `log` sealed a segment: if `topic` has a hard size limit and the
+/// partition holds more than it, applies the topic's retention to this partition now, so a
+/// partition never grows past its hard limit by more than the active segment, whatever the
+/// interval of the retention thread.
+///
+/// # Errors
+///
+/// As [`run`], for this partition.
+pub(crate) fn after_roll(
+    shared: &Shared,
+    topic: &Topic,
+    log: &Arc<PartitionLog>,
+) -> Result<RetentionReport> {
+    let Some(hard) = topic.config.retention.hard_max_bytes else {
+        return Ok(RetentionReport::default());
+    };
+    if !log.holds_more_than(hard)? {
+        return Ok(RetentionReport::default());
+    }
+    let mut run = Run::default();
+    run.partition(shared, topic, log, shared.now().as_millis());
+    run.finish(shared)
+}
+
+/// One retention run's progress.
+#[derive(Default)]
+struct Run {
+    report: RetentionReport,
+    first_error: Option<crate::Error>,
+    /// Whether each group retention waits for could be made durable (synced once per run).
+    synced: HashMap<Arc<str>, bool>,
+}
+
+impl Run {
+    /// Applies `topic`'s retention to partition `log` at `now`.
+    fn partition(&mut self, shared: &Shared, topic: &Topic, log: &Arc<PartitionLog>, now: i64) {
+        // The floor first, then make the commits it comes from durable: a crash cannot
+        // bring back an older commit. A group whose offsets cannot be synced (a poisoned
+        // store) holds back only the partitions that wait for it.
+        let floor = match consumed_floor(shared, topic, log.partition()) {
+            Ok(Some((floor, groups))) => {
+                let durable = groups.iter().all(|group| {
+                    *self
+                        .synced
+                        .entry(Arc::clone(&group.name))
+                        .or_insert_with(|| match shared.sync_group(group) {
+                            Ok(()) => true,
+                            Err(e) => {
+                                self.first_error.get_or_insert(e);
+                                false
                             }
                         })
-                    });
-                    if !durable {
-                        continue;
-                    }
-                    Some(floor)
+                });
+                if !durable {
+                    return;
                 }
-                Ok(None) => None,
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                    continue;
-                }
-            };
-            match log.apply_retention(now, &topic.config.retention, floor) {
-                Ok(removed) => report.add(removed),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+                Some(floor)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.first_error.get_or_insert(e);
+                return;
+            }
+        };
+        match log.apply_retention(now, &topic.config.retention, floor) {
+            Ok(removed) => self.report.add(removed),
+            Err(e) => {
+                self.first_error.get_or_insert(e);
             }
         }
     }
-    if report.segments_deleted > 0 {
-        shared.space().freed();
-        shared.count_unconsumed_dropped(report.unconsumed_dropped);
-    } else if shared.space().is_limited() {
-        // Corrects the usage figure for what reservations do not see (trims, small files).
-        if let Err(e) = shared.space().recount() {
-            first_error.get_or_insert(crate::Error::io(
-                "measure the disk usage of",
-                &shared.dir,
-                e,
-            ));
+
+    /// Accounts for what was deleted; returns the report or the first error.
+    fn finish(mut self, shared: &Shared) -> Result<RetentionReport> {
+        if self.report.segments_deleted > 0 {
+            shared.space().freed();
+            shared.count_unconsumed_dropped(self.report.unconsumed_dropped);
+        } else if shared.space().is_limited() {
+            // Corrects the usage figure for what reservations do not see (trims, small files).
+            if let Err(e) = shared.space().recount() {
+                self.first_error.get_or_insert(crate::Error::io(
+                    "measure the disk usage of",
+                    &shared.dir,
+                    e,
+                ));
+            }
         }
+        self.first_error.map_or(Ok(self.report), Err)
     }
-    first_error.map_or(Ok(report), Err)
 }
 
 /// The offset below which every group `topic`'s retention waits for has committed, in

@@ -28,7 +28,9 @@ use crate::format::file_header::{self, CLEAN_MAGIC, DIR_MAGIC, HeaderError};
 use crate::group::group::Group;
 use crate::group::offsets::{Committed, OffsetStore};
 use crate::layout;
-use crate::log::{DiskSpace, FlushQueue, OpenSegments, PartitionEnv, PartitionLog, Prefaulter};
+use crate::log::{
+    DiskSpace, FlushQueue, OpenSegments, PartitionEnv, PartitionLog, Prefaulter, RollHook,
+};
 use crate::producer::ProducerBuilder;
 use crate::reader::PartitionReader;
 use crate::retention::RetentionThread;
@@ -318,6 +320,7 @@ impl WharfBuilder {
             full_timeout: self.options.full_timeout,
             open_segments: Arc::new(OpenSegments::new(self.options.max_open_segments)),
             checkpoint_interval: self.options.flush_interval,
+            after_roll: Arc::new(RollHook::default()),
         };
         let topics = open_topics(vfs.as_ref(), &dir, &env)?;
         let shared = Arc::new_cyclic(|this| Shared {
@@ -336,6 +339,12 @@ impl WharfBuilder {
             this: this.clone(),
         });
         if !read_only {
+            let weak = Arc::downgrade(&shared);
+            shared.env.after_roll.set(Box::new(move |log| {
+                if let Some(shared) = weak.upgrade() {
+                    shared.enforce_hard_limit(log);
+                }
+            }));
             shared.settle_committed_offsets()?;
             if shared.env.space.is_limited() {
                 shared
@@ -993,6 +1002,22 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Applies retention to `log` after an append sealed one of its segments, if its topic's
+    /// hard size limit is passed ([`crate::retention::after_roll`]). A failure is left to the
+    /// retention thread, which runs again at its interval and reports nothing either; the
+    /// operations a failure concerns (syncs, deletions) report it to their callers.
+    fn enforce_hard_limit(&self, log: &Arc<PartitionLog>) {
+        let Ok(topic) = self.topic(log.topic()) else {
+            return;
+        };
+        let current = topic
+            .partition(log.partition())
+            .is_ok_and(|current| Arc::ptr_eq(current, log));
+        if current {
+            let _retried_by_the_retention_thread = crate::retention::after_roll(self, &topic, log);
+        }
     }
 
     /// Whether `incarnation` is that of the topic named `topic` now.

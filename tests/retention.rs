@@ -515,16 +515,23 @@ fn until_consumed_waits_for_every_group_that_committed() {
     assert_eq!(start_of(&wharf, "t"), *bases.last().unwrap());
 }
 
+/// The hard size limit is enforced when an append seals a segment, not only when retention
+/// runs: each full segment (three records) is `sizes[0]` bytes, the limit three and a half
+/// of them; the roll that starts the fifth segment deletes the oldest one, counting exactly
+/// the records of it that the group waited for had not consumed.
 #[test]
 fn hard_max_bytes_wins_and_counts_exactly_the_unconsumed_records_it_dropped() {
     const COUNT: u64 = 20;
     let sizes = probe_sizes(COUNT);
-    let total: u64 = sizes.iter().sum();
+    let full = sizes[0];
+    assert!(
+        sizes[..sizes.len() - 1].iter().all(|&s| s == full),
+        "full segments are the same size: {sizes:?}"
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = new_clock();
     let wharf = open(dir.path(), &clock);
-    // Three segments over the hard limit.
-    let hard = total - sizes[0] - sizes[1] - sizes[2];
+    let hard = 3 * full + full / 2;
     let retention = Retention::forever()
         .max_age(Duration::from_secs(10))
         .until_consumed_by(["g"])
@@ -536,42 +543,34 @@ fn hard_max_bytes_wins_and_counts_exactly_the_unconsumed_records_it_dropped() {
     wharf
         .create_topic("fresh", small_segments(retention))
         .expect("topic");
-    send_spaced(&wharf, &clock, "t", 0..COUNT);
-    send_spaced(&wharf, &clock, "fresh", 0..COUNT);
-    wharf.close().expect("close");
-    let wharf = open(dir.path(), &clock);
-    let bases = segment_bases(dir.path(), "t", 0);
-    clock.advance(Duration::from_secs(3_600));
-    let committed = bases[1] + 1;
-    commit(&wharf, "g", "t", committed);
-    let got = wharf.admin().enforce_retention().expect("run");
-    let dropped_t = bases[3] - committed;
-    let dropped_fresh = bases[3];
-    assert_eq!(
-        got,
-        report(
-            6,
-            2 * (sizes[0] + sizes[1] + sizes[2]),
-            dropped_t + dropped_fresh
-        ),
-        "bases {bases:?}, sizes {sizes:?}"
-    );
-    assert_eq!(start_of(&wharf, "t"), bases[3]);
-    assert_eq!(start_of(&wharf, "fresh"), bases[3]);
+    // Four segments (the fourth holding one record) stay under the limit.
+    send_spaced(&wharf, &clock, "t", 0..10);
+    send_spaced(&wharf, &clock, "fresh", 0..10);
+    assert_eq!(segment_bases(dir.path(), "t", 0), [0, 3, 6, 9]);
+    assert_eq!((start_of(&wharf, "t"), start_of(&wharf, "fresh")), (0, 0));
+    commit(&wharf, "g", "t", 1);
+    // The roll to offset 12 passes the limit: segment 0 goes, with the two records g had not
+    // consumed; "fresh" loses three unconsumed records.
+    send_spaced(&wharf, &clock, "t", 10..13);
+    send_spaced(&wharf, &clock, "fresh", 10..13);
+    assert_eq!(segment_bases(dir.path(), "t", 0), [3, 6, 9, 12]);
+    assert_eq!(segment_bases(dir.path(), "fresh", 0), [3, 6, 9, 12]);
+    assert_eq!((start_of(&wharf, "t"), start_of(&wharf, "fresh")), (3, 3));
     assert_eq!(
         wharf
             .admin()
             .disk_usage()
             .expect("usage")
             .unconsumed_dropped,
-        dropped_t + dropped_fresh
+        2 + 3
     );
-    // Under the hard limit now: age alone waits for g again.
+    // Under the hard limit now: age alone waits for g, which committed below the start.
+    clock.advance(Duration::from_secs(3_600));
     assert_eq!(
         wharf.admin().enforce_retention().expect("run"),
         report(0, 0, 0)
     );
-    assert_holds(&wharf, "t", bases[3], COUNT);
+    assert_holds(&wharf, "t", 3, 13);
 
     // g's committed offset lies below the start now: its consumer moves to the start.
     let mut consumer = wharf
@@ -583,8 +582,42 @@ fn hard_max_bytes_wins_and_counts_exactly_the_unconsumed_records_it_dropped() {
         .poll(HANG_GUARD)
         .expect("poll")
         .expect("a delivery within the hang guard");
-    assert_eq!(first.offset(), bases[3]);
-    assert_eq!(first.payload(), &payload(bases[3], RECORD_BYTES)[..]);
+    assert_eq!(first.offset(), 3);
+    assert_eq!(first.payload(), &payload(3, RECORD_BYTES)[..]);
+}
+
+/// Between two retention runs (the thread's interval is a day here), a partition with a
+/// hard limit never holds more than the limit plus its active segment.
+#[test]
+fn a_hard_limit_holds_between_retention_runs() {
+    const LIMIT: u64 = 4 * SEGMENT_BYTES;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = new_clock();
+    let wharf = open(dir.path(), &clock);
+    wharf
+        .create_topic(
+            "t",
+            small_segments(Retention::forever().hard_max_bytes(LIMIT)),
+        )
+        .expect("topic");
+    let producer = wharf.producer().ack(AckMode::Write).build();
+    let mut most = 0;
+    for i in 0..300 {
+        producer
+            .send(Record::new("t", payload(i, RECORD_BYTES)))
+            .expect("send");
+        let held: u64 = segment_bases(dir.path(), "t", 0)
+            .iter()
+            .map(|&b| log_len(dir.path(), "t", 0, b).min(SEGMENT_BYTES))
+            .sum();
+        most = most.max(held);
+    }
+    assert!(
+        most <= LIMIT + SEGMENT_BYTES,
+        "at most {most} bytes of log held under a hard limit of {LIMIT}"
+    );
+    assert!(start_of(&wharf, "t") > 250, "old records were deleted");
+    assert_holds(&wharf, "t", start_of(&wharf, "t"), 300);
 }
 
 // ---------------------------------------------------------------------------------------

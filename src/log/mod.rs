@@ -19,7 +19,7 @@ mod space;
 pub(crate) use flush_queue::FlushQueue;
 pub(crate) use notify::Signal;
 pub(crate) use open_segments::OpenSegments;
-pub(crate) use partition::{PartitionEnv, PartitionLog, Removed, new_segment_bytes};
+pub(crate) use partition::{PartitionEnv, PartitionLog, Removed, RollHook, new_segment_bytes};
 pub(crate) use prefault::Prefaulter;
 pub(crate) use segment::ReadLimits;
 pub(crate) use space::DiskSpace;

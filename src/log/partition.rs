@@ -88,6 +88,38 @@ pub(crate) struct PartitionEnv {
     /// Longest time the flusher defers a checkpoint while asynchronous sends keep it busy
     /// (the flush interval).
     pub checkpoint_interval: Duration,
+    /// Run after an append sealed a segment of a topic with a hard size limit.
+    pub after_roll: Arc<RollHook>,
+}
+
+/// What the Wharf does after an append sealed a segment of a topic with a hard size limit
+/// (apply the topic's retention to the partition): set once the Wharf is built, called by
+/// the appending thread after it let go of the writer lock.
+#[derive(Default)]
+pub(crate) struct RollHook(std::sync::OnceLock<RollCallback>);
+
+/// The callback of a [`RollHook`].
+pub(crate) type RollCallback = Box<dyn Fn(&Arc<PartitionLog>) + Send + Sync>;
+
+impl RollHook {
+    /// Sets the hook (once; later calls are ignored).
+    pub(crate) fn set(&self, hook: RollCallback) {
+        let _first = self.0.set(hook);
+    }
+
+    fn call(&self, log: &Arc<PartitionLog>) {
+        if let Some(hook) = self.0.get() {
+            hook(log);
+        }
+    }
+}
+
+impl std::fmt::Debug for RollHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RollHook")
+            .field("set", &self.0.get().is_some())
+            .finish()
+    }
 }
 
 /// What an append wrote.
@@ -96,6 +128,8 @@ pub(crate) struct Appended {
     pub base_offset: u64,
     /// The append time, used for records without a timestamp.
     pub now: i64,
+    /// The append sealed at least one segment (rolled).
+    pub rolled: bool,
 }
 
 /// The space a new segment takes at once: its log file's first allocation and its two index
@@ -381,7 +415,12 @@ impl PartitionLog {
         loop {
             let freed = self.env.space.freed_count();
             match self.append_locked(records, now) {
-                Ok(appended) => return Ok(appended),
+                Ok(appended) => {
+                    if appended.rolled && self.config.retention.hard_max_bytes.is_some() {
+                        self.env.after_roll.call(self);
+                    }
+                    return Ok(appended);
+                }
                 Err(Refused::Error(e)) => return Err(e),
                 Err(Refused::Full(error)) => {
                     self.env.space.notify_full();
@@ -410,6 +449,7 @@ impl PartitionLog {
             }));
         };
         let base_offset = active.next_offset();
+        let segment_before = active.base_offset();
         // The common case, one batch in the active segment, plans without allocating.
         let room =
             usize::try_from(self.config.segment_bytes - active.position()).unwrap_or(usize::MAX);
@@ -429,6 +469,7 @@ impl PartitionLog {
             self.append_spanning(active, records, now)
         };
         // Publish what was written (a prefix, if opening a segment failed half way).
+        let rolled = active.base_offset() != segment_before;
         let next_offset = active.next_offset();
         let written = next_offset > base_offset;
         if written {
@@ -444,7 +485,11 @@ impl PartitionLog {
             }
         }
         result.map_err(Refused::from)?;
-        Ok(Appended { base_offset, now })
+        Ok(Appended {
+            base_offset,
+            now,
+            rolled,
+        })
     }
 
     /// The largest batch an append writes.
@@ -1120,6 +1165,23 @@ impl PartitionLog {
         }
         self.sync_done.notify_all();
         self.watchers.notify_all();
+    }
+
+    /// Whether the partition's segments hold more than `bytes` bytes of log data.
+    pub(crate) fn holds_more_than(&self, bytes: u64) -> Result<bool> {
+        let segments: Vec<Arc<Segment>> = self.segments.read().clone();
+        let Some((last, sealed)) = segments.split_last() else {
+            return Ok(false);
+        };
+        let mut total = self.view_of(last, u64::MAX)?.end_position();
+        for (i, segment) in sealed.iter().enumerate() {
+            let next_base = segments.get(i + 1).map_or(u64::MAX, |s| s.base_offset);
+            total += self.sealed_stats(segment, next_base)?.bytes;
+            if total > bytes {
+                return Ok(true);
+            }
+        }
+        Ok(total > bytes)
     }
 
     /// Applies `retention` at `now` (ms since the epoch): deletes the oldest sealed segments
