@@ -1,11 +1,11 @@
 //! A consumer's place in one partition, shared with the deliveries it handed out (which may be
 //! acknowledged from any thread, in any order).
 //!
-//! Offsets below `position` were delivered. Each is either *settled* (acknowledged, or
-//! covered by a commit) or *pending*. `low` is the lowest pending offset (`position` when
-//! none is): the offset a commit of the acknowledged progress stores, so the committed offset
-//! never passes a record that was not dealt with. Settled offsets above `low` are kept in a
-//! set until `low` reaches them.
+//! Offsets below `position` were delivered. Each is either *settled* (acknowledged,
+//! dead-lettered, or covered by a commit) or *pending*. `low` is the lowest pending offset
+//! (`position` when none is): the offset a commit of the acknowledged progress stores, so the
+//! committed offset never passes a record that was not dealt with. Settled offsets above `low`
+//! are kept in a set until `low` reaches them.
 //!
 //! Deliveries are tracked cheaply in *windows* (one per batch handed out, with one deadline);
 //! the consumer's `ack_wait` is fixed, so windows are in deadline order too. When a window's
@@ -18,7 +18,8 @@
 //! Invariants: every offset in `settled_above`, `redelivered` and `due` is in
 //! `[low, position)`, and no offset is in two of them; `deadlines` holds exactly one entry per
 //! entry of `redelivered`; every window ends above `low`. So the cursor tracks at most
-//! `position - low` offsets and as many windows. The epoch changes when the partition is revoked or repositioned:
+//! `position - low` offsets and as many windows, a span the consumer keeps within its
+//! `max_in_flight`. The epoch changes when the partition is revoked or repositioned:
 //! acknowledgements of deliveries from an older epoch are refused.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -28,7 +29,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use crate::error::{ErrorKind, Result};
-use crate::log::PartitionLog;
+use crate::log::{PartitionLog, Signal};
 use crate::topic::TopicPartition;
 
 /// One partition as one consumer consumes it.
@@ -69,6 +70,8 @@ struct State {
     deadlines: BTreeSet<(Instant, u64)>,
     /// Offsets whose deadline passed: to deliver again, with the attempt number they get.
     due: BTreeMap<u64, u32>,
+    /// Notified when `low` moves (a consumer that reached its `max_in_flight` waits on it).
+    waiter: Option<Arc<Signal>>,
     /// Entries looked at by expiries and deadline lookups (for the complexity test).
     #[cfg(test)]
     examined: std::cell::Cell<u64>,
@@ -90,6 +93,7 @@ impl Cursor {
                 redelivered: BTreeMap::new(),
                 deadlines: BTreeSet::new(),
                 due: BTreeMap::new(),
+                waiter: None,
                 #[cfg(test)]
                 examined: std::cell::Cell::new(0),
             }),
@@ -106,10 +110,26 @@ impl Cursor {
         self.state.lock().position
     }
 
+    /// `position - low`: the offsets from the lowest pending one up to the position, which
+    /// bounds what the cursor tracks (what `max_in_flight` limits).
+    pub(crate) fn span(&self) -> u64 {
+        let st = self.state.lock();
+        st.position - st.low
+    }
+
     /// Deliveries out and not settled.
+    #[cfg(test)]
     pub(crate) fn in_flight(&self) -> u64 {
         let st = self.state.lock();
         (st.position - st.low) - st.settled_above.len() as u64
+    }
+
+    /// Entries the cursor holds: offsets tracked one by one (settled above `low`, delivered
+    /// again, due again) and windows. At most twice the span.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn tracked_entries(&self) -> usize {
+        let st = self.state.lock();
+        st.settled_above.len() + st.redelivered.len() + st.due.len() + st.windows.len()
     }
 
     /// Records that `[start, end)` were just delivered for the first time, due at `deadline`.
@@ -177,9 +197,28 @@ impl Cursor {
         if offset >= st.low && offset < st.position && st.settled_above.insert(offset) {
             st.forget_redelivery(offset);
             st.due.remove(&offset);
+            let low = st.low;
             st.advance_low();
+            if st.low != low {
+                if let Some(waiter) = st.waiter.take() {
+                    waiter.notify();
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Notifies `signal` when `low` next moves by an acknowledgement; returns the span now.
+    /// Undone by [`Cursor::unwatch_low`].
+    pub(crate) fn watch_low(&self, signal: &Arc<Signal>) -> u64 {
+        let mut st = self.state.lock();
+        st.waiter = Some(Arc::clone(signal));
+        st.position - st.low
+    }
+
+    /// Undoes [`Cursor::watch_low`].
+    pub(crate) fn unwatch_low(&self) {
+        self.state.lock().waiter = None;
     }
 
     /// Settles everything delivered; returns the offset to commit (the position).
