@@ -28,6 +28,11 @@ fn group_name() -> String {
 }
 
 fn prefill(wharf: &Wharf, topic: &str, partitions: u32, records: u64) {
+    prefill_in_batches(wharf, topic, partitions, records, 1_000);
+}
+
+/// Sends `records` records of 100 B to a new topic, `batch` records per `send_batch`.
+fn prefill_in_batches(wharf: &Wharf, topic: &str, partitions: u32, records: u64, batch: usize) {
     wharf
         .create_topic(topic, TopicConfig::default().partitions(partitions))
         .expect("topic");
@@ -41,7 +46,7 @@ fn prefill(wharf: &Wharf, topic: &str, partitions: u32, records: u64) {
             )
         })
         .collect();
-    for chunk in records.chunks(1_000) {
+    for chunk in records.chunks(batch) {
         producer.send_batch(chunk.to_vec()).expect("send");
     }
     wharf.sync().expect("sync");
@@ -164,7 +169,8 @@ fn commits(c: &mut Criterion) {
 
 /// Poll cost per redelivered record: `expired` deliveries in flight, all past their `ack_wait`,
 /// redelivered by one `poll_batch` and kept in flight (so they expire again for the next
-/// round). One consumer per size, never dead-lettering; a call of the measured routine runs at
+/// round). A redelivery reads its record's whole batch, so every size is sent in batches of
+/// [`REDELIVER_BATCH`] records. One consumer per size, never dead-lettering; a call of the measured routine runs at
 /// most [`REDELIVER_ROUNDS`] rounds and reports the mean per redelivery, so criterion's many
 /// iterations do not turn into as many sleeps through `ack_wait`.
 fn redeliver(c: &mut Criterion) {
@@ -179,7 +185,7 @@ fn redeliver(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     for expired in [100u64, 1_000, 10_000] {
         let topic = format!("redeliver-{expired}");
-        prefill(&wharf, &topic, 1, expired);
+        prefill_in_batches(&wharf, &topic, 1, expired, REDELIVER_BATCH);
         let mut consumer = wharf
             .consumer(&group_name())
             .assign([(topic.as_str(), 0)])
@@ -220,6 +226,8 @@ fn redeliver(c: &mut Criterion) {
 
 /// Most rounds of redeliveries one call of the measured routine runs.
 const REDELIVER_ROUNDS: u64 = 20;
+/// Records per batch sent for the redelivery bench.
+const REDELIVER_BATCH: usize = 100;
 
 criterion_group!(benches, poll, commits, redeliver);
 criterion_main!(benches);
