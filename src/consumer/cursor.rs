@@ -448,6 +448,52 @@ mod tests {
     }
 
     #[test]
+    fn a_commit_forgets_the_redeliveries_below_it() {
+        let (_dir, _wharf, c) = cursor();
+        let start = Instant::now();
+        let later = start + Duration::from_secs(1);
+        c.delivered(10, 20, start);
+        for offset in 10..15 {
+            assert_eq!(c.take_due(start, later), Some((offset, 2)));
+        }
+        assert_eq!(c.settle_below(12), 12);
+        assert_eq!(c.span(), 8);
+        for offset in 15..20 {
+            assert_eq!(c.take_due(start, later), Some((offset, 2)));
+        }
+        assert_eq!(c.next_deadline(), Some(later), "10 and 11 are forgotten");
+        let mut back = Vec::new();
+        while let Some(due) = c.take_due(later, later + Duration::from_secs(1)) {
+            back.push(due);
+        }
+        assert_eq!(back, (12..20).map(|o| (o, 3)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_ack_that_moves_the_low_mark_notifies_the_watcher_once() {
+        let (_dir, _wharf, c) = cursor();
+        c.delivered(10, 13, Instant::now() + Duration::from_secs(60));
+        let signal = Arc::new(Signal::default());
+        assert_eq!(c.watch_low(&signal), 3);
+        c.ack(11, c.epoch()).expect("ack");
+        assert!(
+            !signal.wait_until(Instant::now()),
+            "10 is pending: no room made"
+        );
+        c.ack(10, c.epoch()).expect("ack");
+        assert!(
+            signal.wait_until(Instant::now()),
+            "the low mark moved to 12"
+        );
+        c.ack(12, c.epoch()).expect("ack");
+        assert!(
+            !signal.wait_until(Instant::now()),
+            "notified once per watch"
+        );
+        assert_eq!(c.span(), 0);
+    }
+
+    #[test]
     fn commits_settle_and_revocation_refuses_late_acks() {
         let (_dir, _wharf, c) = cursor();
         c.delivered(10, 20, Instant::now());
