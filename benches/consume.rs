@@ -1,9 +1,11 @@
 //! Consumer throughput: polling 1,000,000 records of 100 B with a commit per batch, next to a
 //! plain scan of the same partition in the same run; per-message acks; commits under `Fsync`
-//! with 1 and 8 consumers (group-committed).
+//! with 1 and 8 consumers (group-committed); the poll cost per redelivered record with 100,
+//! 1,000 and 10,000 deliveries past their `ack_wait` at once.
 //!
 //! ```text
 //! cargo bench --bench consume
+//! cargo bench --bench consume -- redeliver
 //! ```
 #![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
 
@@ -26,6 +28,11 @@ fn group_name() -> String {
 }
 
 fn prefill(wharf: &Wharf, topic: &str, partitions: u32, records: u64) {
+    prefill_in_batches(wharf, topic, partitions, records, 1_000);
+}
+
+/// Sends `records` records of 100 B to a new topic, `batch` records per `send_batch`.
+fn prefill_in_batches(wharf: &Wharf, topic: &str, partitions: u32, records: u64, batch: usize) {
     wharf
         .create_topic(topic, TopicConfig::default().partitions(partitions))
         .expect("topic");
@@ -39,7 +46,7 @@ fn prefill(wharf: &Wharf, topic: &str, partitions: u32, records: u64) {
             )
         })
         .collect();
-    for chunk in records.chunks(1_000) {
+    for chunk in records.chunks(batch) {
         producer.send_batch(chunk.to_vec()).expect("send");
     }
     wharf.sync().expect("sync");
@@ -160,5 +167,67 @@ fn commits(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, poll, commits);
+/// Poll cost per redelivered record: `expired` deliveries in flight, all past their `ack_wait`,
+/// redelivered by one `poll_batch` and kept in flight (so they expire again for the next
+/// round). A redelivery reads its record's whole batch, so every size is sent in batches of
+/// [`REDELIVER_BATCH`] records. One consumer per size, never dead-lettering; a call of the measured routine runs at
+/// most [`REDELIVER_ROUNDS`] rounds and reports the mean per redelivery, so criterion's many
+/// iterations do not turn into as many sleeps through `ack_wait`.
+fn redeliver(c: &mut Criterion) {
+    const ACK_WAIT: Duration = Duration::from_millis(1);
+    let dir = common::bench_dir();
+    let wharf = Wharf::open(dir.path()).expect("open");
+    let mut group = c.benchmark_group("redeliver");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    group.throughput(Throughput::Elements(1));
+    for expired in [100u64, 1_000, 10_000] {
+        let topic = format!("redeliver-{expired}");
+        prefill_in_batches(&wharf, &topic, 1, expired, REDELIVER_BATCH);
+        let mut consumer = wharf
+            .consumer(&group_name())
+            .assign([(topic.as_str(), 0)])
+            .ack_wait(ACK_WAIT)
+            .max_in_flight(expired as usize)
+            .max_reconsume_times(u32::MAX)
+            .commit_ack(AckMode::Write)
+            .build()
+            .expect("consumer");
+        // First deliveries, dropped undecided: they stay in flight.
+        let mut delivered = 0;
+        while delivered < expired {
+            delivered += consumer
+                .poll_batch(expired as usize, Duration::from_secs(10))
+                .expect("poll")
+                .len() as u64;
+        }
+        group.bench_function(format!("{expired}_expired"), |b| {
+            b.iter_custom(|iters| {
+                let rounds = iters.div_ceil(expired).min(REDELIVER_ROUNDS);
+                let mut spent = Duration::ZERO;
+                for _ in 0..rounds {
+                    std::thread::sleep(ACK_WAIT * 2);
+                    let started = Instant::now();
+                    let again = consumer
+                        .poll_batch(expired as usize, Duration::from_secs(10))
+                        .expect("poll");
+                    spent += started.elapsed();
+                    assert_eq!(again.len() as u64, expired, "every delivery comes back");
+                    assert!(again.iter().all(|d| d.attempt() > 1), "redeliveries only");
+                }
+                spent.mul_f64(iters as f64 / (rounds * expired) as f64)
+            });
+        });
+    }
+    group.finish();
+}
+
+/// Most rounds of redeliveries one call of the measured routine runs.
+const REDELIVER_ROUNDS: u64 = 20;
+/// Records per batch sent for the redelivery bench.
+const REDELIVER_BATCH: usize = 100;
+
+criterion_group!(benches, poll, commits, redeliver);
 criterion_main!(benches);

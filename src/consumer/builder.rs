@@ -13,8 +13,9 @@ use crate::wharf::Inner;
 use crate::writer::ack::AckMode;
 
 /// Builds a [`Consumer`] of a consumer group. Defaults: start from the earliest record,
-/// manual commits made durable with `Fsync`, `ack_wait` 30 s, the range assignor, 16 retries
-/// before a record is dead-lettered.
+/// manual commits made durable with `Fsync`, `ack_wait` 30 s, at most 10,000 offsets in
+/// flight, the range assignor, 16 retries (nacks or expired `ack_wait`s) before a record is
+/// dead-lettered.
 #[must_use]
 pub struct ConsumerBuilder {
     wharf: Arc<Inner>,
@@ -87,13 +88,25 @@ impl ConsumerBuilder {
 
     /// How long a delivery may stay undecided before it is delivered again. Default
     /// [`super::DEFAULT_ACK_WAIT`] (30 s).
+    ///
+    /// An expiry counts as a failed attempt, as a nack does (RocketMQ's consume timeout):
+    /// once a record failed [`ConsumerBuilder::max_reconsume_times`] times (its retries plus
+    /// its expiries), its next expiry writes it to the group's dead-letter topic
+    /// `%DLQ%<group>`, with the reason `not acknowledged within ack_wait (failed N times)`,
+    /// and settles it, instead of delivering it again. Expiries are counted in memory: a restart
+    /// forgets them (the retries, in the record's headers, stay counted).
     pub fn ack_wait(mut self, wait: Duration) -> Self {
         self.options.ack_wait = wait;
         self
     }
 
-    /// Most deliveries out undecided at once; polls deliver nothing new beyond it. Default
-    /// [`super::DEFAULT_MAX_IN_FLIGHT`].
+    /// Most offsets in flight: per held partition, from the lowest offset not yet settled up
+    /// to the next one to deliver, summed over the partitions (RocketMQ's
+    /// `consumeConcurrentlyMaxSpan`). At the bound polls deliver nothing new (redeliveries go
+    /// on) until a lowest pending offset is settled: acknowledged, committed, retried or
+    /// dead-lettered. So a record left pending holds back at most this many later ones (until
+    /// its expiries dead-letter it), and what the consumer keeps to track its deliveries stays
+    /// within this many offsets. Default [`super::DEFAULT_MAX_IN_FLIGHT`]; at least 1.
     pub fn max_in_flight(mut self, max: usize) -> Self {
         self.options.max_in_flight = max.max(1);
         self
@@ -121,9 +134,13 @@ impl ConsumerBuilder {
         self
     }
 
-    /// How many times a record is retried ([`crate::Delivery::nack`]) before it goes to the
-    /// group's dead-letter topic instead (RocketMQ's `maxReconsumeTimes`). Default
-    /// [`crate::DEFAULT_MAX_RECONSUME_TIMES`] (16); 0 dead-letters at the first `nack`.
+    /// How many times a record is delivered again after a failure before its next failure
+    /// sends it to the group's dead-letter topic instead (RocketMQ's `maxReconsumeTimes`). A
+    /// failure is a [`crate::Delivery::nack`] (counted durably, in the retry copy's headers)
+    /// or an expired [`ConsumerBuilder::ack_wait`] (counted in memory), so a record is
+    /// delivered at most `1 + max_reconsume_times` times. Default
+    /// [`crate::DEFAULT_MAX_RECONSUME_TIMES`] (16); 0 dead-letters at the first `nack` or
+    /// expiry.
     pub fn max_reconsume_times(mut self, times: u32) -> Self {
         self.options.max_reconsume_times = times;
         self

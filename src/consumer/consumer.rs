@@ -6,6 +6,17 @@
 //! the partitions, each read in batches from the log. With nothing to deliver it sleeps on
 //! one signal, which appends (while it waits), rebalances and the nearest redelivery deadline
 //! wake: no polling loop.
+//!
+//! An expired `ack_wait` counts as a failed attempt. A due record whose failed attempts (its
+//! retries, counted in its headers, plus its expiries here) passed `max_reconsume_times` is
+//! written to the group's dead-letter topic and settled instead of being delivered again; if
+//! that write fails the record stays pending (tried again at its next deadline) and the error
+//! is returned by this poll, or by the next one if this one delivered records.
+//!
+//! The offsets from each partition's lowest pending offset to its position, summed over the
+//! partitions held, never pass `max_in_flight`: that bounds what the cursors track. A consumer
+//! at the bound delivers nothing new; it sleeps until a redelivery deadline or until an
+//! acknowledgement moves a partition's lowest pending offset.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -65,6 +76,8 @@ pub struct Consumer {
     next: usize,
     last_commit: Instant,
     left: bool,
+    /// A failed dead-letter write a poll that delivered records could not report.
+    deferred: Option<Error>,
 }
 
 impl Consumer {
@@ -114,6 +127,7 @@ impl Consumer {
             next: 0,
             last_commit: Instant::now(),
             left: false,
+            deferred: None,
         };
         if consumer.options.topics.is_empty() {
             let assigned: Vec<TopicPartition> = consumer
@@ -150,7 +164,10 @@ impl Consumer {
     /// # Errors
     ///
     /// [`ErrorKind::Closed`] after the Wharf was closed; [`ErrorKind::Corrupt`] if a batch
-    /// fails its checks; I/O errors of commits made by the commit policy.
+    /// fails its checks; I/O errors of commits made by the commit policy; the error of writing
+    /// a record left unacknowledged too often to the dead-letter topic (it stays pending and
+    /// is tried again after `ack_wait`; reported by the next poll if this one delivered
+    /// records).
     pub fn poll(&mut self, timeout: Duration) -> Result<Option<Delivery>> {
         Ok(self.poll_batch(1, timeout)?.pop())
     }
@@ -161,6 +178,9 @@ impl Consumer {
     ///
     /// As [`Consumer::poll`].
     pub fn poll_batch(&mut self, max: usize, timeout: Duration) -> Result<Vec<Delivery>> {
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
         let deadline = Instant::now() + timeout;
         let max = max.max(1);
         loop {
@@ -170,6 +190,11 @@ impl Consumer {
             let mut out = Vec::new();
             self.deliver_due(&mut out, max)?;
             self.deliver_new(&mut out, max)?;
+            if out.is_empty() {
+                if let Some(e) = self.deferred.take() {
+                    return Err(e);
+                }
+            }
             if !out.is_empty()
                 || Instant::now() >= deadline
                 || self.interrupt.swap(false, Ordering::AcqRel)
@@ -213,52 +238,70 @@ impl Consumer {
         Ok(())
     }
 
-    /// Delivers again records whose `ack_wait` ran out.
+    /// Delivers again records whose `ack_wait` ran out, or dead-letters those that failed too
+    /// often (a failed write is kept in `deferred`).
     fn deliver_due(&mut self, out: &mut Vec<Delivery>, max: usize) -> Result<()> {
         let now = Instant::now();
         let next_deadline = now + self.options.ack_wait;
+        let mut failed = None;
         for held in &self.held {
             while out.len() < max {
                 let Some((offset, attempt)) = held.cursor.take_due(now, next_deadline) else {
                     break;
                 };
-                let limits = ReadLimits {
-                    max_records: 1,
-                    max_bytes: 1,
+                let Some(delivery) = self.redelivery(held, offset, attempt)? else {
+                    continue;
                 };
-                let batch = match held.cursor.log.read(offset, limits, false) {
-                    Ok(batch) => batch,
-                    // Deleted by retention meanwhile: nothing left to deliver.
-                    Err(e) if matches!(e.kind(), ErrorKind::OffsetOutOfRange { .. }) => continue,
-                    Err(e) => return Err(e),
-                };
-                if batch.get(0).is_some_and(|m| m.offset() == offset) {
-                    let (cursor, epoch, retry) = (
-                        Arc::clone(&held.cursor),
-                        held.cursor.epoch(),
-                        Arc::clone(&self.retry),
-                    );
-                    out.push(Delivery::new(
-                        Arc::new(Fetched {
-                            batch,
-                            cursor,
-                            epoch,
-                            retry,
-                        }),
-                        0,
-                        attempt,
-                    ));
+                if delivery.attempt().saturating_sub(1) <= self.options.max_reconsume_times {
+                    out.push(delivery);
+                } else if let Err(e) = delivery.dead_letter_unacknowledged() {
+                    failed.get_or_insert(e);
                 }
             }
         }
+        if let Some(e) = failed {
+            self.deferred.get_or_insert(e);
+        }
         Ok(())
+    }
+
+    /// Reads `offset` of `held` for its `attempt`-th delivery; `None` (and settled) if the
+    /// record is gone.
+    fn redelivery(&self, held: &Held, offset: u64, attempt: u32) -> Result<Option<Delivery>> {
+        let cursor = &held.cursor;
+        let limits = ReadLimits {
+            max_records: 1,
+            max_bytes: 1,
+        };
+        let batch = match cursor.log.read(offset, limits, false) {
+            Ok(batch) => batch,
+            // Deleted by retention meanwhile: nothing left to deliver below the log start.
+            Err(e) if matches!(e.kind(), ErrorKind::OffsetOutOfRange { .. }) => {
+                cursor.settle_below(cursor.log.start_offset());
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let epoch = cursor.epoch();
+        if batch.get(0).is_none_or(|m| m.offset() != offset) {
+            // No record at that offset: nothing to deliver.
+            cursor.ack(offset, epoch)?;
+            return Ok(None);
+        }
+        let fetched = Fetched {
+            batch,
+            cursor: Arc::clone(cursor),
+            epoch,
+            retry: Arc::clone(&self.retry),
+        };
+        Ok(Some(Delivery::new(Arc::new(fetched), 0, attempt)))
     }
 
     /// Delivers new records, round-robin over the unpaused partitions.
     fn deliver_new(&mut self, out: &mut Vec<Delivery>, max: usize) -> Result<()> {
         let count = self.held.len();
-        let in_flight: u64 = self.held.iter().map(|h| h.cursor.in_flight()).sum();
-        let mut room = (self.options.max_in_flight as u64).saturating_sub(in_flight);
+        let span: u64 = self.held.iter().map(|h| h.cursor.span()).sum();
+        let mut room = (self.options.max_in_flight as u64).saturating_sub(span);
         for step in 0..count {
             if out.len() >= max || room == 0 {
                 break;
@@ -344,7 +387,8 @@ impl Consumer {
         Ok(take)
     }
 
-    /// Sleeps until `deadline`, a redelivery deadline, new data or a rebalance.
+    /// Sleeps until `deadline`, a redelivery deadline, new data (if there is room for it), an
+    /// acknowledgement that makes room, or a rebalance.
     fn sleep(&self, deadline: Instant) {
         let wake = self
             .held
@@ -354,15 +398,17 @@ impl Consumer {
         for held in &self.held {
             held.cursor.log.wait_begin();
         }
-        let ready = self.held.iter().any(|h| {
-            let log = &h.cursor.log;
-            let end = if self.options.durable_only {
-                log.durable_offset()
-            } else {
-                log.next_offset()
-            };
-            !h.paused && end > h.cursor.position()
-        });
+        let full = self.is_full();
+        let ready = !full
+            && self.held.iter().any(|h| {
+                let log = &h.cursor.log;
+                let end = if self.options.durable_only {
+                    log.durable_offset()
+                } else {
+                    log.next_offset()
+                };
+                !h.paused && end > h.cursor.position()
+            });
         let rebalanced =
             self.member.is_some() && self.group.membership.generation() != self.generation;
         // A partition waiting for its holder to let go: its release wakes the signal; else
@@ -382,7 +428,33 @@ impl Consumer {
         }
         for held in &self.held {
             held.cursor.log.wait_end();
+            if full {
+                held.cursor.unwatch_low();
+            }
         }
+    }
+
+    /// Whether the held partitions' spans reached `max_in_flight`. If so, an acknowledgement
+    /// that moves a lowest pending offset from now on notifies the consumer's signal (undone
+    /// in [`Consumer::sleep`]).
+    fn is_full(&self) -> bool {
+        let max = self.options.max_in_flight as u64;
+        if self.held.iter().map(|h| h.cursor.span()).sum::<u64>() < max {
+            return false;
+        }
+        // Watch first, then look again: an acknowledgement in between is not missed.
+        let span: u64 = self
+            .held
+            .iter()
+            .map(|h| h.cursor.watch_low(&self.signal))
+            .sum();
+        if span < max {
+            for held in &self.held {
+                held.cursor.unwatch_low();
+            }
+            return false;
+        }
+        true
     }
 
     /// Releases partitions lost in a rebalance and acquires the ones gained.
@@ -689,6 +761,14 @@ impl Consumer {
     /// only to a deleted topic of the same name).
     pub fn committed(&self, tp: &TopicPartition) -> Option<u64> {
         self.wharf.shared.committed_offset(&self.group, tp)
+    }
+
+    /// Entries this consumer keeps to track its deliveries (feature `test-util`), summed over
+    /// its partitions: offsets acknowledged above the lowest pending one, offsets delivered or
+    /// due again, and one per batch delivered. At most twice `max_in_flight`.
+    #[cfg(feature = "test-util")]
+    pub fn tracked_entries(&self) -> usize {
+        self.held.iter().map(|h| h.cursor.tracked_entries()).sum()
     }
 
     /// The partitions this consumer holds now.

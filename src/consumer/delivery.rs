@@ -21,6 +21,9 @@ use crate::retry::nack::RetryCtx;
 use crate::retry::policy::Retry;
 use crate::topic::RETRY_PREFIX;
 
+/// The reason recorded with a record dead-lettered because its deliveries were left undecided.
+pub(crate) const NOT_ACKNOWLEDGED: &str = "not acknowledged within ack_wait";
+
 /// Records read together from one partition, shared by their deliveries.
 #[derive(Debug)]
 pub(crate) struct Fetched {
@@ -36,7 +39,11 @@ pub(crate) struct Fetched {
 /// with [`Delivery::nack`] (retry it later) or [`Delivery::dead_letter`].
 ///
 /// Dropped undecided, it is **not** acknowledged: it stays pending and is delivered again
-/// after the consumer's `ack_wait`, or after a restart if no commit covered it.
+/// after the consumer's `ack_wait`, or after a restart if no commit covered it. Each expiry
+/// counts as a failed attempt: once the record failed `max_reconsume_times` times (retries
+/// and expiries), its next expiry writes it to `%DLQ%<group>` with the reason
+/// `not acknowledged within ack_wait (failed N times)` and settles it. While it is pending, at
+/// most `max_in_flight` later offsets of the consumer's partitions are delivered.
 ///
 /// A retried record comes back from the group's retry topic `%RETRY%<group>` (its `topic()`,
 /// `partition()` and `offset()` are those of the copy there); [`Delivery::origin`] says where
@@ -112,7 +119,8 @@ impl Delivery {
     /// Which delivery of this record this is to this group: 1 the first time, then one more
     /// per retry ([`Delivery::nack`]) and per redelivery after `ack_wait` (NATS's
     /// `delivered`). Retries are counted durably, in the record's headers; redeliveries in
-    /// memory, so a restart forgets them.
+    /// memory, so a restart forgets them. A record is delivered at most
+    /// `1 + max_reconsume_times` times: the failure of that last attempt dead-letters it.
     pub fn attempt(&self) -> u32 {
         self.attempt.saturating_add(self.reconsume_count())
     }
@@ -201,7 +209,19 @@ impl Delivery {
     /// [`crate::ErrorKind::Revoked`]; an error of the write. On error the delivery stays
     /// pending.
     pub fn dead_letter(self, reason: &str) -> Result<()> {
-        self.settle_with(|ctx, message| ctx.dead_letter(message, reason))
+        self.settle_with(|ctx, message| ctx.dead_letter(message, reason, 0))
+    }
+
+    /// Writes a redelivery whose `ack_wait` ran out once too often to the group's dead-letter
+    /// topic, then settles it (the consumer's poll does, instead of delivering it again). Its
+    /// failed attempts are its retries and its expiries in this process; the copy counts all
+    /// but the last as reconsumes.
+    pub(crate) fn dead_letter_unacknowledged(self) -> Result<()> {
+        let failures = self.attempt().saturating_sub(1);
+        let reason = format!("{NOT_ACKNOWLEDGED} (failed {failures} times)");
+        // Deliveries again after `ack_wait` before this one: attempt 1 was the first delivery.
+        let redeliveries = self.attempt.saturating_sub(2);
+        self.settle_with(|ctx, message| ctx.dead_letter(message, &reason, redeliveries))
     }
 
     /// Writes a copy with `write`, then settles the delivery.

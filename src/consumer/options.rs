@@ -13,7 +13,8 @@ use crate::writer::ack::AckMode;
 /// Default time a delivery may stay undecided before it is delivered again: 30 s (NATS's
 /// `ack_wait`).
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
-/// Default most deliveries a consumer has out undecided at once (NATS's `max_ack_pending`).
+/// Default most offsets a consumer has in flight, from each partition's lowest unsettled offset
+/// to its position (RocketMQ's `consumeConcurrentlyMaxSpan`, NATS's `max_ack_pending`).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 /// Default time a member that lost a partition in a rebalance may keep it before the new
 /// owner takes it anyway: 30 s.
@@ -65,7 +66,8 @@ pub enum SeekTo {
 /// Whatever the policy, every delivery is *pending* until settled: acknowledged
 /// ([`crate::Delivery::ack`]) or covered by a commit ([`crate::Consumer::commit`] settles
 /// everything delivered so far, as Kafka's `commitSync`). A pending delivery is delivered
-/// again after `ack_wait`, and after a restart if it was never committed.
+/// again after `ack_wait` (dead-lettered once it failed `max_reconsume_times` times), and
+/// after a restart if it was never committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CommitPolicy {
     /// Only when the application calls a commit method (the default). Commit after processing

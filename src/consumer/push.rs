@@ -12,8 +12,9 @@
 //! settled ([`CommitPolicy::Acked`], every [`PUSH_COMMIT_INTERVAL`], and durably at
 //! shutdown), so a crash delivers again what was not finished and skips nothing.
 //!
-//! Errors of the machinery (a failed retry write, a failed commit) go to the `on_error` hook;
-//! the delivery involved stays pending and comes again after `ack_wait`.
+//! Errors of the machinery (a failed retry or dead-letter write, a failed commit) go to the
+//! `on_error` hook; the delivery involved stays pending and comes again after `ack_wait` (an
+//! expiry is a failed attempt: past `max_reconsume_times` the record is dead-lettered).
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};

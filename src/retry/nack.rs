@@ -72,7 +72,7 @@ impl RetryCtx {
                 Some(reason) => format!("{reason} (failed {} times)", info.reconsume_count + 1),
                 None => format!("failed {} times", info.reconsume_count + 1),
             };
-            return self.dead_letter(message, &why);
+            return self.dead_letter(message, &why, 0);
         }
         let shared = &self.wharf.shared;
         let level = retry.level(shared.delay_levels(), info.reconsume_count)?;
@@ -92,18 +92,25 @@ impl RetryCtx {
         self.producer.send(record).map(|_| ())
     }
 
-    /// Writes `message` to the group's dead-letter topic with `reason`.
+    /// Writes `message` to the group's dead-letter topic with `reason`; its reconsume count
+    /// is the one it carries plus `redeliveries` (deliveries again after `ack_wait`, counted
+    /// in memory).
     ///
     /// # Errors
     ///
     /// The error of the write.
-    pub(crate) fn dead_letter(&self, message: &Message, reason: &str) -> Result<()> {
+    pub(crate) fn dead_letter(
+        &self,
+        message: &Message,
+        reason: &str,
+        redeliveries: u32,
+    ) -> Result<()> {
         let info = RetryInfo::from_headers(message.headers());
         let shared = &self.wharf.shared;
         let history = RetryInfo {
             origin: info.origin.or_else(|| Some(location(message))),
             origin_timestamp: info.origin_timestamp.or(Some(message.timestamp())),
-            reconsume_count: info.reconsume_count,
+            reconsume_count: info.reconsume_count.saturating_add(redeliveries),
             first_failure: info.first_failure.or_else(|| Some(shared.now())),
             reason: Some(reason.to_owned()),
         };
