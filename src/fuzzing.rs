@@ -121,6 +121,213 @@ pub fn open_dir(bytes: &[u8]) {
     }
 }
 
+/// Files by path (relative to the data directory), with their bytes.
+type Files = Vec<(String, Vec<u8>)>;
+
+/// The files of a prepared partition: the template [`open_dir_checksummed`] damages, after a
+/// clean close or after a crash.
+fn checksummed_template(crash: bool) -> Option<Files> {
+    use std::sync::OnceLock;
+    static TEMPLATES: OnceLock<[Option<Files>; 2]> = OnceLock::new();
+    TEMPLATES
+        .get_or_init(|| [prepare_template(false), prepare_template(true)])
+        .get(usize::from(crash))
+        .cloned()
+        .flatten()
+}
+
+/// Writes three segments of topic `t` (three 1,000-byte records each, an index entry every
+/// batch) and closes the Wharf, cleanly or as a crash would; returns every file of the data
+/// directory but the lock, relative to it.
+fn prepare_template(crash: bool) -> Option<Files> {
+    use crate::{Record, TopicConfig, Wharf};
+    let dir = ScratchDir::new("checksummed-template")?;
+    let wharf = Wharf::open(&dir.0).ok()?;
+    let config = TopicConfig::default()
+        .segment_bytes(4_096)
+        .index_interval_bytes(0);
+    wharf.create_topic("t", config).ok()?;
+    let producer = wharf.producer().ack(crate::AckMode::Fsync).build();
+    for i in 0..8u8 {
+        producer
+            .send(
+                Record::new("t", vec![i; 1_000]).timestamp(crate::Timestamp::from_millis(
+                    1_700_000_000_000 + i64::from(i),
+                )),
+            )
+            .ok()?;
+    }
+    drop(producer);
+    if crash {
+        wharf.simulate_crash();
+    } else {
+        wharf.close().ok()?;
+    }
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.0.clone()];
+    while let Some(at) = dirs.pop() {
+        for entry in std::fs::read_dir(&at).ok()? {
+            let path = entry.ok()?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.file_name().is_some_and(|n| n != "wharf.lock") {
+                let name = path
+                    .strip_prefix(&dir.0)
+                    .ok()?
+                    .to_string_lossy()
+                    .into_owned();
+                files.push((name, std::fs::read(&path).ok()?));
+            }
+        }
+    }
+    files.sort();
+    Some(files)
+}
+
+/// Recomputes every CRC32C a file named `name` carries (see the byte tables of
+/// [`crate::format`]), as they stand after damage, so the damage passes the checksums.
+fn fix_checksums(name: &str, bytes: &mut [u8]) {
+    let fix = |bytes: &mut [u8], covered: std::ops::Range<usize>, at: usize| {
+        if let Some(region) = bytes.get(covered) {
+            let crc = crc32c::crc32c(region).to_le_bytes();
+            if let Some(slot) = bytes.get_mut(at..at + 4) {
+                slot.copy_from_slice(&crc);
+            }
+        }
+    };
+    let small = file_header::SMALL_HEADER_LEN;
+    let extension = std::path::Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
+    if name.ends_with("checkpoint") {
+        fix(bytes, 0..small - 4, small - 4);
+        for slot in 0..2 {
+            let at = small + slot * checkpoint::SLOT_LEN;
+            fix(
+                bytes,
+                at..at + checkpoint::SLOT_LEN - 4,
+                at + checkpoint::SLOT_LEN - 4,
+            );
+        }
+    } else if name.ends_with("topic.conf") {
+        let len = topic_meta::TOPIC_META_LEN;
+        fix(bytes, 0..len - 4, len - 4);
+        if bytes.len() > len + 4 {
+            let end = bytes.len() - 4;
+            fix(bytes, len..end, end);
+        }
+    } else if extension == "index" {
+        // The entries the summary counts, then the header.
+        let count = bytes
+            .get(24..28)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, |b: [u8; 4]| u32::from_le_bytes(b) as usize);
+        let header = file_header::INDEX_HEADER_LEN;
+        let end = header
+            .saturating_add(count.saturating_mul(8))
+            .min(bytes.len());
+        fix(bytes, header..end, 28);
+        fix(bytes, 0..header - 4, header - 4);
+    } else if extension == "timeindex" {
+        fix(bytes, 0..small - 4, small - 4);
+    } else if extension == "log" {
+        fix(bytes, 0..small - 4, small - 4);
+        // Each batch as its (possibly damaged) length lays them out.
+        let mut at = file_header::SEGMENT_HEADER_LEN;
+        while let Some(len) = bytes
+            .get(at + 4..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(|b: [u8; 4]| u32::from_le_bytes(b) as usize)
+        {
+            if len < batch::BATCH_HEADER_LEN || at + len > bytes.len() {
+                break;
+            }
+            fix(bytes, at + 4..at + len, at);
+            at += len;
+        }
+    }
+}
+
+/// As [`open_dir`], but damage that keeps every checksum valid: a prepared partition (three
+/// segments of topic `t`, after a clean close if the first byte is even, after a crash if it
+/// is odd) gets bytes of its files changed, and then every CRC they carry is computed again
+/// (file headers, checkpoint slots, index summaries and entries, batch headers, the topic
+/// configuration). So what stands between the damage and a panic or an overflow is the
+/// decoders' and recovery's semantic checks (offsets before a segment's base, positions past
+/// a file's end, counts that do not add up). Opening may fail with an error, reads may fail
+/// with errors; nothing may panic.
+///
+/// After the first byte, each group of four bytes is one change: a file (its index among the
+/// prepared files, sorted by path, modulo their number), a position (`u16`, little-endian,
+/// modulo the file's length) and a byte to XOR into it.
+pub fn open_dir_checksummed(bytes: &[u8]) {
+    use crate::{ReadOptions, Timestamp, Wharf};
+    let crash = bytes.first().is_some_and(|b| b & 1 == 1);
+    let Some(mut files) = checksummed_template(crash) else {
+        return;
+    };
+    if files.is_empty() {
+        return;
+    }
+    for change in bytes.get(1..).unwrap_or_default().chunks_exact(4) {
+        let (file, position, xor) = (
+            usize::from(change[0]) % files.len(),
+            usize::from(u16::from_le_bytes([change[1], change[2]])),
+            change[3],
+        );
+        if let Some((_, content)) = files.get_mut(file) {
+            if let Some(len) = std::num::NonZeroUsize::new(content.len()) {
+                if let Some(byte) = content.get_mut(position % len) {
+                    *byte ^= xor;
+                }
+            }
+        }
+    }
+    let Some(dir) = ScratchDir::new("checksummed") else {
+        return;
+    };
+    for (name, content) in &mut files {
+        fix_checksums(name, content);
+        let path = dir.0.join(&name);
+        if let Some(parent) = path.parent() {
+            if std::fs::create_dir_all(parent).is_err() {
+                return;
+            }
+        }
+        if std::fs::write(&path, &content).is_err() {
+            return;
+        }
+    }
+    for read_only in [true, false] {
+        let Ok(wharf) = Wharf::builder(&dir.0).read_only(read_only).open() else {
+            continue;
+        };
+        let _stats = wharf.recovery_stats();
+        let Ok(reader) = wharf.reader("t", 0) else {
+            continue;
+        };
+        let mut offset = reader.start_offset();
+        while offset < reader.end_offset() {
+            match reader.read(offset, ReadOptions::default().max_records(2)) {
+                Ok(batch) if !batch.is_empty() => offset = batch.next_offset(),
+                _ => offset += 1,
+            }
+        }
+        for ts in [0, 1_700_000_000_003, i64::MAX] {
+            let _ = reader.offset_for_timestamp(Timestamp::from_millis(ts));
+        }
+        let _ = wharf.admin().disk_usage();
+        if !read_only {
+            let producer = wharf.producer().build();
+            let _ = producer.send(crate::Record::new("t", vec![9u8; 1_000]));
+            let _ = wharf.admin().enforce_retention();
+            drop(producer);
+            let _ = wharf.close();
+        }
+    }
+}
+
 /// Most operations one input runs.
 pub const MAX_OPERATIONS: usize = 64;
 

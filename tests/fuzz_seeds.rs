@@ -89,6 +89,14 @@ fn open_dir_seeds() {
 }
 
 #[test]
+fn open_dir_checksummed_seeds() {
+    assert!(
+        run_target("open_dir_checksummed", wharf::fuzzing::open_dir_checksummed) > 0,
+        "no open_dir_checksummed seed"
+    );
+}
+
+#[test]
 fn operation_sequence_seeds() {
     let run = wharf::fuzzing::operation_sequence;
     assert!(

@@ -23,7 +23,9 @@
 //! | 40 | 20 | reserved, 0 |
 //! | 60 | 4  | CRC32C of bytes `[0, 60)` |
 //!
-//! Slot `sequence % 2` is the one a sequence number is written to.
+//! Slot `sequence % 2` is the one a sequence number is written to. A slot is valid if its CRC
+//! matches and `segment_base <= next_offset` and `position >= 32` (the segment header's end):
+//! a checksum-valid slot that breaks these is damaged too.
 
 use super::cursor::{Reader, Writer};
 use super::file_header::SMALL_HEADER_LEN;
@@ -67,7 +69,9 @@ pub(crate) fn encode_slot(cp: &Checkpoint) -> [u8; SLOT_LEN] {
     out
 }
 
-/// Decodes one slot; `None` if its CRC fails.
+/// Decodes one slot; `None` if its CRC fails, or if it passes but describes a durable point
+/// no writer makes (`next_offset` below `segment_base`, or `position` inside the segment
+/// file's header): such a slot is damaged too, whatever its checksum says.
 pub(crate) fn decode_slot(bytes: &[u8]) -> Option<Checkpoint> {
     let slot = bytes.get(..SLOT_LEN)?;
     let stored = Reader::new(slot.get(SLOT_CRC_POS..)?).u32()?;
@@ -75,13 +79,16 @@ pub(crate) fn decode_slot(bytes: &[u8]) -> Option<Checkpoint> {
         return None;
     }
     let mut r = Reader::new(slot);
-    Some(Checkpoint {
+    let cp = Checkpoint {
         sequence: r.u64()?,
         next_offset: r.u64()?,
         segment_base: r.u64()?,
         position: r.u64()?,
         log_start_offset: r.u64()?,
-    })
+    };
+    let possible = cp.next_offset >= cp.segment_base
+        && cp.position >= super::file_header::SEGMENT_HEADER_LEN as u64;
+    possible.then_some(cp)
 }
 
 /// The newest valid slot of a checkpoint file's bytes (after the header), and whether the
@@ -99,6 +106,30 @@ pub(crate) fn newest(slots: &[u8]) -> Option<Checkpoint> {
 #[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slot_with_a_valid_checksum_but_impossible_fields_is_damaged() {
+        let good = Checkpoint {
+            sequence: 3,
+            next_offset: 10,
+            segment_base: 10,
+            position: 32,
+            log_start_offset: 0,
+        };
+        assert_eq!(decode_slot(&encode_slot(&good)), Some(good));
+        for bad in [
+            Checkpoint {
+                next_offset: 9,
+                ..good
+            },
+            Checkpoint {
+                position: 31,
+                ..good
+            },
+        ] {
+            assert_eq!(decode_slot(&encode_slot(&bad)), None, "{bad:?}");
+        }
+    }
 
     fn cp(sequence: u64) -> Checkpoint {
         Checkpoint {

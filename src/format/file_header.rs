@@ -62,6 +62,10 @@ pub(crate) enum HeaderError {
     BadCrc,
     /// A valid header of a version this build does not read.
     UnsupportedVersion(u16),
+    /// The checksum passes, but the segment summary is impossible: its next offset is below
+    /// the base offset (or more than a `u32` of offsets past it), or its end position lies
+    /// inside the segment file's header.
+    BadSummary,
     /// Valid, but describes another file (a base offset that does not match the file name).
     Mismatch {
         expected: u64,
@@ -76,6 +80,7 @@ impl std::fmt::Display for HeaderError {
             HeaderError::BadMagic => write!(f, "file header has the wrong magic number"),
             HeaderError::BadCrc => write!(f, "file header checksum mismatch"),
             HeaderError::UnsupportedVersion(v) => write!(f, "unsupported format version {v}"),
+            HeaderError::BadSummary => write!(f, "impossible segment summary"),
             HeaderError::Mismatch { expected, found } => {
                 write!(
                     f,
@@ -224,6 +229,12 @@ pub(crate) fn decode_index(bytes: &[u8], expected_base: u64) -> Result<IndexHead
         else {
             return Err(HeaderError::Truncated);
         };
+        let span = next
+            .checked_sub(base_offset)
+            .ok_or(HeaderError::BadSummary)?;
+        if span > u64::from(u32::MAX) || end < SEGMENT_HEADER_LEN as u64 {
+            return Err(HeaderError::BadSummary);
+        }
         Some(SegmentSummary {
             entry_count,
             entries_crc,
@@ -297,6 +308,42 @@ mod tests {
             let mut damaged = bytes;
             damaged[bit / 8] ^= 1 << (bit % 8);
             assert_ne!(decode_index(&damaged, 9), Ok(sealed), "bit {bit}");
+        }
+    }
+
+    /// A summary whose checksum passes but whose fields no writer makes is refused.
+    #[test]
+    fn an_impossible_summary_with_a_valid_checksum_is_refused() {
+        let summary = SegmentSummary {
+            entry_count: 0,
+            entries_crc: 0,
+            log_end_position: 4096,
+            next_offset: 77,
+            max_timestamp: 0,
+        };
+        for bad in [
+            SegmentSummary {
+                next_offset: 8,
+                ..summary
+            },
+            SegmentSummary {
+                next_offset: 9 + u64::from(u32::MAX) + 1,
+                ..summary
+            },
+            SegmentSummary {
+                log_end_position: 31,
+                ..summary
+            },
+        ] {
+            let header = IndexHeader {
+                base_offset: 9,
+                summary: Some(bad),
+            };
+            assert_eq!(
+                decode_index(&encode_index(&header), 9),
+                Err(HeaderError::BadSummary),
+                "{bad:?}"
+            );
         }
     }
 }

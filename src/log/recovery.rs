@@ -620,7 +620,11 @@ fn clean_resume(
     else {
         return Ok(None);
     };
-    let span = cp.next_offset - base;
+    // A checkpoint slot never names a next offset below its segment's base (its decoder
+    // checks); nor does a summary.
+    let Some(span) = cp.next_offset.checked_sub(base) else {
+        return Ok(None);
+    };
     if index_entry::count_time_entries(&times, base, span) != Ok(count)
         || times.len() != count * TIME_ENTRY_LEN
     {
@@ -696,11 +700,10 @@ fn trusted_prefix(
         SEGMENT_HEADER_LEN as u64,
         cp.position,
     ));
-    let times_ok = below(index_entry::count_time_entries(
-        &times,
-        base,
-        cp.next_offset - base,
-    ));
+    let Some(span) = cp.next_offset.checked_sub(base) else {
+        return Ok(None);
+    };
+    let times_ok = below(index_entry::count_time_entries(&times, base, span));
     let mut count = 0;
     while count < offsets_ok.min(times_ok) {
         let agree = match (

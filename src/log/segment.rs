@@ -638,7 +638,10 @@ fn stored_index(
     else {
         return Ok(None);
     };
-    let span = summary.next_offset - base;
+    // The summary's decoder refuses a next offset below the base; checked again here.
+    let Some(span) = summary.next_offset.checked_sub(base) else {
+        return Ok(None);
+    };
     match index_entry::count_time_entries(&times, base, span) {
         Ok(n) if n * TIME_ENTRY_LEN == times.len() => Ok(Some((summary, loaded.entries, times))),
         _ => Ok(None),
