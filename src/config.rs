@@ -288,6 +288,27 @@ impl TopicConfig {
     }
 }
 
+/// What opening does with damage in data known durable: a batch that fails its checks where
+/// the checkpoint, or a later batch written after it was synced, says the log was durable
+/// ([`crate::WharfBuilder::recovery_mode`]; the names follow `RocksDB`'s WAL recovery modes).
+/// A torn tail (a write that was never acknowledged as durable) is cut in either mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RecoveryMode {
+    /// Fail the open with [`crate::ErrorKind::Corrupt`] naming the partition, offset and
+    /// position of the damage, and change nothing (the default). Acknowledged data is never
+    /// dropped without the application deciding so.
+    #[default]
+    Strict,
+    /// Cut each damaged partition before the damage, as if the records from there on had
+    /// never been written, and open. What was dropped is counted in
+    /// [`crate::RecoveryStats::dropped_after_damage`]; committed offsets past the new end
+    /// are lowered to it. For an operator who chose to lose those records over not opening
+    /// (`RocksDB`'s `kPointInTimeRecovery`). Damage in older segments, which opening does not
+    /// read, is still reported when they are read.
+    PointInTime,
+}
+
 /// The largest `max_message_bytes` whose batch fits an empty segment of `segment_bytes` (at
 /// least 1, so that a segment too small for anything still fails validation with a reason).
 fn largest_record_in(segment_bytes: u64) -> u32 {
@@ -311,6 +332,7 @@ pub(crate) struct WharfOptions {
     pub max_disk_bytes: Option<u64>,
     pub min_free_bytes: Option<u64>,
     pub full_timeout: Duration,
+    pub recovery_mode: RecoveryMode,
     /// Whether the flusher, delay scheduler and prefault threads run. Off only in tests that
     /// drive the first two by hand, so that all I/O happens in the test's thread, in a
     /// reproducible order.
@@ -332,6 +354,7 @@ impl Default for WharfOptions {
             max_disk_bytes: None,
             min_free_bytes: None,
             full_timeout: Duration::ZERO,
+            recovery_mode: RecoveryMode::Strict,
             background_threads: true,
         }
     }

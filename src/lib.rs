@@ -129,7 +129,7 @@ pub use config::{
     DEFAULT_MAX_OPEN_SEGMENTS, DEFAULT_MAX_PENDING_ASYNC, DEFAULT_PARTITIONS,
     DEFAULT_RETENTION_INTERVAL, DEFAULT_SEGMENT_BYTES, KeepUnconsumed, MAX_GROUP_NAME_LEN,
     MAX_PARTITIONS, MAX_RETENTION_GROUPS, MAX_SEGMENT_BYTES, MAX_TOPIC_NAME_LEN, MIN_SEGMENT_BYTES,
-    Retention, TopicConfig,
+    RecoveryMode, Retention, TopicConfig,
 };
 pub use consumer::{
     CommitPolicy, ConsumeContext, ConsumeStatus, Consumer, ConsumerBuilder, DEFAULT_ACK_WAIT,

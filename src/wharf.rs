@@ -20,7 +20,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::admin::Admin;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Retention, TopicConfig, WharfOptions};
+use crate::config::{RecoveryMode, Retention, TopicConfig, WharfOptions};
 use crate::consumer::{ConsumerBuilder, PushConsumerBuilder};
 use crate::dir_lock;
 use crate::error::{Error, ErrorKind, IoContext, Result};
@@ -144,6 +144,9 @@ pub struct RecoveryStats {
     pub removed_files: usize,
     /// Index files written anew from the log.
     pub rewritten_indexes: usize,
+    /// Offsets dropped by [`RecoveryMode::PointInTime`]: from damage in data known durable to
+    /// the end of the valid data found after it (0 in the strict mode, which fails instead).
+    pub dropped_after_damage: u64,
 }
 
 /// Options for opening a [`Wharf`]; every setting has a documented default.
@@ -264,6 +267,15 @@ impl WharfBuilder {
         self
     }
 
+    /// What opening does with damage in data known durable. Default [`RecoveryMode::Strict`]:
+    /// the open fails with [`ErrorKind::Corrupt`] and nothing is changed;
+    /// [`RecoveryMode::PointInTime`] cuts the damaged partitions before the damage instead and
+    /// counts what it dropped ([`RecoveryStats::dropped_after_damage`]).
+    pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
+        self.options.recovery_mode = mode;
+        self
+    }
+
     /// Retention of dead-letter topics (`%DLQ%<group>`), fixed when each is created. Default:
     /// records older than [`crate::DEFAULT_DEAD_LETTER_RETENTION`] (7 days) are deleted.
     pub fn dead_letter_retention(mut self, retention: Retention) -> Self {
@@ -321,6 +333,7 @@ impl WharfBuilder {
             open_segments: Arc::new(OpenSegments::new(self.options.max_open_segments)),
             checkpoint_interval: self.options.flush_interval,
             after_roll: Arc::new(RollHook::default()),
+            recovery_mode: self.options.recovery_mode,
         };
         let topics = open_topics(vfs.as_ref(), &dir, &env)?;
         let shared = Arc::new_cyclic(|this| Shared {
@@ -652,6 +665,7 @@ impl Wharf {
             stats.truncated_bytes += report.truncated_bytes;
             stats.removed_files += report.removed_files;
             stats.rewritten_indexes += report.rewritten_indexes;
+            stats.dropped_after_damage += report.dropped_after_damage;
         }
         stats
     }

@@ -25,7 +25,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{payload, segment_files};
 use tempfile::TempDir;
-use wharf::{AckMode, ErrorKind, MessageRef, ReadOptions, Record, Timestamp, TopicConfig, Wharf};
+use wharf::{
+    AckMode, ErrorKind, MessageRef, ReadOptions, Record, RecoveryMode, Timestamp, TopicConfig,
+    Wharf,
+};
 
 const TOPIC: &str = "t";
 /// Bytes of the `.log` file header (`file_header` module docs).
@@ -1467,5 +1470,159 @@ fn truncation_below_the_checkpoint_is_reported() {
         "{} problems in {cases} cases:\n{}",
         problems.len(),
         problems.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Damage after the checkpoint: a torn tail, or damage in data known durable.
+// ---------------------------------------------------------------------------------------------
+
+/// Appends `recs` one `send` each at `ack`.
+fn send_each(wharf: &Wharf, recs: &[Rec], ack: AckMode) {
+    let producer = wharf.producer().ack(ack).build();
+    for r in recs {
+        assert_eq!(producer.send(r.record()).unwrap().offset(), r.offset);
+    }
+}
+
+/// Records sent one by one with `Fsync` and then a crash: the checkpoint still lies at the
+/// start (the flusher's interval is an hour here), but each batch after the first says the
+/// ones before it were synced. Damage to any batch but the last is damage in acknowledged
+/// data: the open reports it, naming its offset, and changes nothing; the point-in-time
+/// recovery mode then cuts the log before it and counts what it dropped.
+#[test]
+fn damage_followed_by_batches_written_after_it_was_synced_is_reported() {
+    let base = scratch_dir();
+    let recs = model(0..6, 40);
+    let wharf = open(base.path()).unwrap();
+    wharf.create_topic(TOPIC, TopicConfig::default()).unwrap();
+    send_each(&wharf, &recs, AckMode::Fsync);
+    wharf.simulate_crash();
+    assert_eq!(
+        checkpoint(base.path()).next_offset,
+        0,
+        "nothing checkpointed"
+    );
+    let original = fs::read(segment_path(base.path(), 0, "log")).unwrap();
+    let batches = batches_in(&original);
+    assert_eq!(batches.len(), 6);
+    for damaged in &batches[..5] {
+        // A bit in the middle of the batch's records.
+        let at = damaged.position + damaged.length / 2 + 20;
+        let case = fresh_copy(base.path());
+        fs::write(
+            segment_path(case.path(), 0, "log"),
+            flipped(&original, at * 8 + 3),
+        )
+        .unwrap();
+        let before = fs::read(segment_path(case.path(), 0, "log")).unwrap();
+        let ctx = format!("batch at offset {}", damaged.base_offset);
+        let err = open(case.path()).expect_err("damage in acknowledged data is reported");
+        assert_eq!(
+            corrupt_offset(&err, case.path(), &ctx),
+            damaged.base_offset,
+            "{ctx}"
+        );
+        assert_eq!(
+            fs::read(segment_path(case.path(), 0, "log")).unwrap(),
+            before,
+            "{ctx}: a failed open changes nothing"
+        );
+        let wharf = Wharf::builder(case.path())
+            .flush_interval(Duration::from_secs(3_600))
+            .recovery_mode(RecoveryMode::PointInTime)
+            .open()
+            .unwrap_or_else(|e| panic!("{ctx}: the point-in-time open: {e}"));
+        let stats = wharf.recovery_stats();
+        assert_eq!(
+            stats.dropped_after_damage,
+            recs.len() as u64 - damaged.base_offset,
+            "{ctx}: the records from the damage on are counted"
+        );
+        let (got, err) = read_all(&wharf, 100);
+        assert!(err.is_none(), "{ctx}: {err:?}");
+        assert_eq!(
+            got,
+            recs[..damaged.base_offset as usize],
+            "{ctx}: the prefix"
+        );
+        wharf.close().unwrap();
+        let wharf = open(case.path()).expect("a strict open after the cut");
+        assert_eq!(
+            read_all(&wharf, 100).0,
+            recs[..damaged.base_offset as usize]
+        );
+        wharf.close().unwrap();
+    }
+}
+
+/// Records sent with `Write`, never synced, then a power loss that kept a later page and lost
+/// an earlier one (zeroed, or torn to garbage): valid batches after the hole, but none says
+/// the hole was durable. That is a torn tail: cut at the hole, in the strict mode too.
+#[test]
+fn a_hole_in_unsynced_data_before_valid_batches_is_a_torn_tail() {
+    let base = scratch_dir();
+    let recs = model(0..6, 40);
+    let wharf = open(base.path()).unwrap();
+    wharf.create_topic(TOPIC, TopicConfig::default()).unwrap();
+    send_each(&wharf, &recs, AckMode::Write);
+    wharf.simulate_crash();
+    let original = fs::read(segment_path(base.path(), 0, "log")).unwrap();
+    let batches = batches_in(&original);
+    for hole in &batches[..5] {
+        for fill in [0u8, 0xa5] {
+            let mut damaged = original.clone();
+            damaged[hole.position..hole.end()].fill(fill);
+            let case = fresh_copy(base.path());
+            fs::write(segment_path(case.path(), 0, "log"), &damaged).unwrap();
+            let ctx = format!("hole at offset {} filled with {fill:#x}", hole.base_offset);
+            let wharf = open(case.path()).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+            assert_eq!(wharf.recovery_stats().dropped_after_damage, 0, "{ctx}");
+            let (got, err) = read_all(&wharf, 100);
+            assert!(err.is_none(), "{ctx}: {err:?}");
+            assert_eq!(
+                got,
+                recs[..hole.base_offset as usize],
+                "{ctx}: cut at the hole"
+            );
+            wharf.close().unwrap();
+        }
+    }
+}
+
+/// Fsync-acknowledged records are checkpointed by the flusher within its interval, so damage
+/// to them is found below the checkpoint even with nothing written after them.
+#[test]
+fn fsync_acknowledged_records_are_checkpointed_within_the_flush_interval() {
+    let base = scratch_dir();
+    let recs = model(0..4, 40);
+    let wharf = Wharf::builder(base.path())
+        .flush_interval(Duration::from_millis(20))
+        .open()
+        .unwrap();
+    wharf.create_topic(TOPIC, TopicConfig::default()).unwrap();
+    send_each(&wharf, &recs, AckMode::Fsync);
+    let started = std::time::Instant::now();
+    while checkpoint(base.path()).next_offset < recs.len() as u64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "hang guard: the checkpoint never caught up with the Fsync acks"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    wharf.simulate_crash();
+    let original = fs::read(segment_path(base.path(), 0, "log")).unwrap();
+    let last = *batches_in(&original).last().unwrap();
+    let case = fresh_copy(base.path());
+    let at = last.position + last.length / 2 + 20;
+    fs::write(
+        segment_path(case.path(), 0, "log"),
+        flipped(&original, at * 8),
+    )
+    .unwrap();
+    let err = open(case.path()).expect_err("damage below the checkpoint is reported");
+    assert_eq!(
+        corrupt_offset(&err, case.path(), "last batch"),
+        last.base_offset
     );
 }

@@ -8,8 +8,7 @@
 //! | 4  | 4 | `length`: bytes of the whole batch, header included |
 //! | 8  | 8 | `base_offset`: offset of the first record |
 //! | 16 | 1 | `version`: 1 (0 is never valid, so zeroed space is never a batch) |
-//! | 17 | 1 | `attributes`: 0 (reserved) |
-//! | 18 | 2 | reserved, 0 |
+//! | 17 | 3 | `durable_lag` (24 bits): when the batch was written, every offset below `base_offset - durable_lag` was on stable storage; `0xFFFFFF`: no such claim |
 //! | 20 | 4 | `record_count`: at least 1 |
 //! | 24 | 8 | `first_timestamp`: ms since the epoch, of the first record |
 //! | 32 | 8 | `max_timestamp`: largest record timestamp in the batch |
@@ -20,6 +19,13 @@
 //! against the offset the reader expects. It comes first so that the bytes it covers are
 //! contiguous: one CRC pass per batch on the append path. A `length` of 0 marks the end of the
 //! written part of a preallocated segment.
+//!
+//! The durable lag lets recovery tell damage from a torn write. A power loss can keep any
+//! subset of the pages written since the last sync, so a torn batch may be followed by valid
+//! ones: unsynced data, cut. But a valid batch whose claim covers a damaged one before it was
+//! written after that one was synced: the damage hit data that was acknowledged as durable,
+//! and is reported. The claim is taken from the durable offset as the writer last saw it, so
+//! it never says more than was true (a stale view only says less).
 //!
 //! Each record (varints are LEB128, see [`super::varint`]):
 //!
@@ -44,13 +50,16 @@ use super::varint;
 
 /// Bytes of the fixed batch header.
 pub(crate) const BATCH_HEADER_LEN: usize = 40;
+/// The `durable_lag` of a batch that claims nothing (or lags 16 M records or more).
+pub(crate) const NO_DURABLE_CLAIM: u32 = (1 << 24) - 1;
 /// Batch format version.
 pub(crate) const BATCH_VERSION: u8 = 1;
 
 const CRC_LEN: usize = 4;
 const LENGTH_POS: usize = CRC_LEN;
 const BASE_OFFSET_POS: usize = LENGTH_POS + 4;
-const VERSION_POS: usize = BASE_OFFSET_POS + 8;
+/// Position of the version byte in a batch header.
+pub(crate) const VERSION_POS: usize = BASE_OFFSET_POS + 8;
 const COUNT_POS: usize = VERSION_POS + 4;
 const FIRST_TS_POS: usize = COUNT_POS + 4;
 const MAX_TS_POS: usize = FIRST_TS_POS + 8;
@@ -65,6 +74,8 @@ pub(crate) struct BatchHeader {
     pub record_count: u32,
     pub first_timestamp: i64,
     pub max_timestamp: i64,
+    /// See the layout: at most [`NO_DURABLE_CLAIM`].
+    pub durable_lag: u32,
 }
 
 impl BatchHeader {
@@ -72,6 +83,24 @@ impl BatchHeader {
     pub(crate) fn next_offset(&self) -> u64 {
         self.base_offset + u64::from(self.record_count)
     }
+
+    /// The offset below which everything was durable when this batch was written, if it
+    /// says.
+    pub(crate) fn durable_claim(&self) -> Option<u64> {
+        if self.durable_lag == NO_DURABLE_CLAIM {
+            return None;
+        }
+        self.base_offset.checked_sub(u64::from(self.durable_lag))
+    }
+}
+
+/// The `durable_lag` of a batch at `base_offset` written while every offset below
+/// `durable_offset` was durable.
+pub(crate) fn durable_lag(base_offset: u64, durable_offset: u64) -> u32 {
+    base_offset
+        .checked_sub(durable_offset)
+        .and_then(|lag| u32::try_from(lag).ok())
+        .map_or(NO_DURABLE_CLAIM, |lag| lag.min(NO_DURABLE_CLAIM))
 }
 
 /// Why bytes are not a valid batch.
@@ -83,7 +112,6 @@ pub(crate) enum BatchError {
     EndOfData,
     BadLength(u32),
     BadVersion(u8),
-    BadReservedBits,
     BadRecordCount,
     BadCrc {
         stored: u32,
@@ -104,7 +132,6 @@ impl std::fmt::Display for BatchError {
             BatchError::EndOfData => write!(f, "zeroed space where a batch was expected"),
             BatchError::BadLength(len) => write!(f, "impossible batch length {len}"),
             BatchError::BadVersion(v) => write!(f, "unknown batch version {v}"),
-            BatchError::BadReservedBits => write!(f, "reserved header bits are set"),
             BatchError::BadRecordCount => write!(f, "record count does not match the records"),
             BatchError::BadCrc { stored, computed } => {
                 write!(
@@ -201,14 +228,16 @@ pub(crate) fn plan_prefix(records: &[&Record], now: i64, limit: usize) -> (usize
     (records.len(), plan)
 }
 
-/// Encodes `records` as one batch into `dst`, which must be exactly `plan.length` bytes.
-/// Returns `false` (with `dst` in an unspecified state) only if `dst` has the wrong size.
+/// Encodes `records` as one batch into `dst`, which must be exactly `plan.length` bytes, with
+/// `durable_lag` ([`durable_lag`]). Returns `false` (with `dst` in an unspecified state) only
+/// if `dst` has the wrong size.
 pub(crate) fn encode_batch(
     dst: &mut [u8],
     base_offset: u64,
     records: &[&Record],
     plan: &BatchPlan,
     now: i64,
+    durable_lag: u32,
 ) -> bool {
     let Ok(length) = u32::try_from(plan.length) else {
         return false;
@@ -226,8 +255,8 @@ pub(crate) fn encode_batch(
     w.u32(length);
     w.u64(base_offset);
     w.u8(BATCH_VERSION);
-    w.u8(0);
-    w.u16(0);
+    let lag = durable_lag.min(NO_DURABLE_CLAIM).to_le_bytes();
+    w.bytes(lag.get(..3).unwrap_or_default());
     w.u32(count);
     w.i64(plan.first_timestamp);
     w.i64(plan.max_timestamp);
@@ -288,9 +317,7 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     if length == 0 {
         return Err(BatchError::EndOfData);
     }
-    let (Some(version), Some(attributes), Some(reserved), Some(record_count)) =
-        (r.u8(), r.u8(), r.u16(), r.u32())
-    else {
+    let (Some(version), Some(lag), Some(record_count)) = (r.u8(), r.array::<3>(), r.u32()) else {
         return Err(BatchError::Truncated);
     };
     let (Some(first_timestamp), Some(max_timestamp)) = (r.i64(), r.i64()) else {
@@ -299,9 +326,6 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     if version != BATCH_VERSION {
         return Err(BatchError::BadVersion(version));
     }
-    if attributes != 0 || reserved != 0 {
-        return Err(BatchError::BadReservedBits);
-    }
     if record_count == 0 {
         return Err(BatchError::BadRecordCount);
     }
@@ -309,6 +333,7 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     if u64::from(length) < BATCH_HEADER_LEN as u64 + 5 * u64::from(record_count) {
         return Err(BatchError::BadLength(length));
     }
+    let [l0, l1, l2] = lag;
     Ok(BatchHeader {
         base_offset,
         length,
@@ -316,6 +341,7 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         record_count,
         first_timestamp,
         max_timestamp,
+        durable_lag: u32::from_le_bytes([l0, l1, l2, 0]),
     })
 }
 
@@ -552,7 +578,7 @@ mod tests {
         let refs: Vec<&Record> = records.iter().collect();
         let plan = plan_batch(&refs, now);
         let mut buf = vec![0u8; plan.length];
-        assert!(encode_batch(&mut buf, base, &refs, &plan, now));
+        assert!(encode_batch(&mut buf, base, &refs, &plan, now, 7));
         buf
     }
 

@@ -302,12 +302,15 @@ impl ActiveSegment {
     }
 
     /// Appends `records` as one batch of `plan.length` bytes with offsets from
-    /// [`Self::next_offset`], and publishes it. On error nothing was written.
+    /// [`Self::next_offset`], and publishes it. `durable_offset`: every offset below it is on
+    /// stable storage (the batch says so, see [`crate::format::batch`]). On error nothing was
+    /// written.
     pub(crate) fn append(
         &mut self,
         records: &[&Record],
         plan: &BatchPlan,
         now: i64,
+        durable_offset: u64,
         prefaulter: Option<&Prefaulter>,
     ) -> Result<(), AppendError> {
         let length = plan.length as u64;
@@ -318,7 +321,10 @@ impl ActiveSegment {
         self.reserve(end, false).map_err(AppendError::Io)?;
         let at = to_usize(self.position);
         let encoded = match self.log.unpublished_mut(at, plan.length) {
-            Some(dst) => batch::encode_batch(dst, self.next_offset, records, plan, now),
+            Some(dst) => {
+                let lag = batch::durable_lag(self.next_offset, durable_offset);
+                batch::encode_batch(dst, self.next_offset, records, plan, now, lag)
+            }
             None => false,
         };
         if !encoded {

@@ -90,6 +90,8 @@ pub(crate) struct PartitionEnv {
     pub checkpoint_interval: Duration,
     /// Run after an append sealed a segment of a topic with a hard size limit.
     pub after_roll: Arc<RollHook>,
+    /// What recovery does with damage in data known durable.
+    pub recovery_mode: crate::config::RecoveryMode,
 }
 
 /// What the Wharf does after an append sealed a segment of a topic with a hard size limit
@@ -284,6 +286,7 @@ impl PartitionLog {
             config: &config,
             read_only: env.read_only,
             clean: env.clean,
+            mode: env.recovery_mode,
         };
         let recovered = recovery::recover_partition(&spec)?;
         let mut segments = recovered.sealed;
@@ -456,7 +459,13 @@ impl PartitionLog {
         let (take, plan) = batch::plan_prefix(records, now, room.min(self.max_batch_bytes()));
         let result = if take == records.len() && take > 0 {
             active
-                .append(records, &plan, now, self.env.prefaulter.as_deref())
+                .append(
+                    records,
+                    &plan,
+                    now,
+                    self.durable_offset(),
+                    self.env.prefaulter.as_deref(),
+                )
                 .map_err(|e| match e {
                     AppendError::Io(e) => {
                         Error::space("allocate space in", &active.view().paths.log, e)
@@ -531,7 +540,7 @@ impl PartitionLog {
             for batch in &segment.batches {
                 let chunk = records.get(batch.records.clone()).unwrap_or_default();
                 active
-                    .append(chunk, &batch.plan, now, prefaulter)
+                    .append(chunk, &batch.plan, now, self.durable_offset(), prefaulter)
                     .map_err(|_| {
                         Error::from_io(io::Error::other("a planned batch did not fit its space"))
                     })?;

@@ -35,7 +35,7 @@ use super::active::{ActiveSegment, Durability, ResumeState};
 use super::checkpoint::CheckpointFile;
 use super::index::{self, IndexBuilder, IndexCadence, IndexData};
 use super::segment::{LogData, ReadCtx, Segment, SegmentView};
-use crate::config::TopicConfig;
+use crate::config::{RecoveryMode, TopicConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::format::batch::{self, BATCH_HEADER_LEN, BatchError, BatchHeader};
 use crate::format::checkpoint::Checkpoint;
@@ -164,6 +164,8 @@ pub(crate) struct PartitionSpec<'a> {
     pub read_only: bool,
     /// The Wharf was closed cleanly last time.
     pub clean: bool,
+    /// What to do with damage in data known durable.
+    pub mode: RecoveryMode,
 }
 
 /// The last segment of a recovered partition.
@@ -184,6 +186,9 @@ pub(crate) struct RecoveryReport {
     pub truncated_bytes: u64,
     pub removed_files: usize,
     pub rewritten_indexes: usize,
+    /// Offsets dropped because damage in data known durable was cut off
+    /// ([`RecoveryMode::PointInTime`]): from the damage to the end of the valid data after it.
+    pub dropped_after_damage: u64,
 }
 
 /// A recovered partition.
@@ -207,6 +212,9 @@ struct Walked {
     next_offset: u64,
     file_len: u64,
     builder: IndexBuilder,
+    /// The walk ended before the checkpoint's durable point ([`RecoveryMode::PointInTime`]
+    /// only: the strict mode fails instead).
+    short_of_checkpoint: bool,
 }
 
 /// Recovers the partition in `spec.dir`.
@@ -242,7 +250,9 @@ pub(crate) fn recover_partition(spec: &PartitionSpec<'_>) -> Result<Recovered> {
         .map(|&base| Arc::new(Segment::unloaded(base, SegmentPaths::new(spec.dir, base))))
         .collect::<Vec<_>>();
     let (walked, doomed) = walk_tail(spec, &cp, &bases[cp_index..], &mut report)?;
+    check_tail_damage(spec, &cp, &walked, &doomed, &mut report)?;
     let next_offset = walked.last().map_or(cp.next_offset, |w| w.next_offset);
+    let start_offset = start_offset.min(next_offset);
     if spec.read_only {
         let (sealed, last) = read_only_views(sealed_before, walked);
         let checkpoint = None;
@@ -566,13 +576,18 @@ fn walk_checkpoint_segment(
             ScanStop::Invalid(e) => e.to_string(),
             _ => "the log ends before its durable position".to_string(),
         };
-        return Err(spec.ctx.corrupt(
-            outcome.next_offset,
-            &paths.log,
-            outcome.end_position,
-            reason,
-        ));
+        if spec.mode == RecoveryMode::Strict {
+            return Err(spec.ctx.corrupt(
+                outcome.next_offset,
+                &paths.log,
+                outcome.end_position,
+                reason,
+            ));
+        }
+        // Point-in-time: the log ends before the damage (counted by `check_tail_damage`).
     }
+    let short_of_checkpoint =
+        outcome.end_position < cp.position || outcome.next_offset < cp.next_offset;
     Ok(Walked {
         base,
         paths,
@@ -581,6 +596,7 @@ fn walk_checkpoint_segment(
         next_offset: outcome.next_offset,
         file_len,
         builder,
+        short_of_checkpoint,
     })
 }
 
@@ -657,6 +673,7 @@ fn clean_resume(
         next_offset: cp.next_offset,
         file_len,
         builder,
+        short_of_checkpoint: false,
     }))
 }
 
@@ -791,7 +808,126 @@ fn walk_fresh_segment(
         next_offset: outcome.next_offset,
         file_len,
         builder,
+        short_of_checkpoint: false,
     }))
+}
+
+/// Decides what the end of the walk means. A walk that stopped on something other than
+/// zeroed space, or left later segments that do not continue the log, stopped at damage or
+/// at a torn write. A power loss can keep any subset of the pages written since the last
+/// sync, so valid batches after a torn one are no proof of damage by themselves; but a valid
+/// batch after it that claims (see [`crate::format::batch`]) the log was durable past the
+/// stop was written after the stopping batch was synced: that is damage in data known
+/// durable, `Corrupt` (or, with [`RecoveryMode::PointInTime`], cut and counted). Otherwise
+/// it is a torn tail, cut as before.
+fn check_tail_damage(
+    spec: &PartitionSpec<'_>,
+    cp: &Checkpoint,
+    walked: &[Walked],
+    doomed: &[u64],
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let Some(last) = walked.last() else {
+        return Ok(());
+    };
+    let short_of_checkpoint = walked.first().is_some_and(|w| w.short_of_checkpoint);
+    let stopped_early = !doomed.is_empty() || last.end < last.file_len && !tail_is_zero(last);
+    if !stopped_early && !short_of_checkpoint {
+        return Ok(());
+    }
+    let stop = last.next_offset;
+    let mut after = ClaimsAfter::default();
+    if stopped_early {
+        after =
+            durable_claims_after(last.log.as_ref(), last.end, stop).ctx("read", &last.paths.log)?;
+        for &base in doomed {
+            let paths = SegmentPaths::new(spec.dir, base);
+            let log = open_log(spec, &paths)?;
+            if has_valid_header(log.as_ref(), base) {
+                let found = durable_claims_after(log.as_ref(), SEGMENT_HEADER_LEN as u64, stop)
+                    .ctx("read", &paths.log)?;
+                after = after.merge(found);
+            }
+        }
+    }
+    let durable_past_stop = after.claim.is_some_and(|claim| claim > stop);
+    if !durable_past_stop && !short_of_checkpoint {
+        return Ok(());
+    }
+    if spec.mode == RecoveryMode::Strict {
+        let reason = format!(
+            "the batch there is damaged, and a batch written after it says every offset \
+             below {} was durable",
+            after.claim.unwrap_or(stop)
+        );
+        return Err(spec.ctx.corrupt(stop, &last.paths.log, last.end, reason));
+    }
+    let lost_to = after.next_offset.unwrap_or(stop).max(cp.next_offset);
+    report.dropped_after_damage += lost_to.saturating_sub(stop);
+    Ok(())
+}
+
+/// What the valid batches found past a stop say.
+#[derive(Debug, Clone, Copy, Default)]
+struct ClaimsAfter {
+    /// The highest durable claim.
+    claim: Option<u64>,
+    /// The offset after the last record found.
+    next_offset: Option<u64>,
+}
+
+impl ClaimsAfter {
+    fn merge(self, other: ClaimsAfter) -> ClaimsAfter {
+        ClaimsAfter {
+            claim: self.claim.max(other.claim),
+            next_offset: self.next_offset.max(other.next_offset),
+        }
+    }
+}
+
+/// Looks for valid batches in `file` from `position` to its end, at every byte position
+/// (after damage, one may start anywhere), based at or above `stop` (a stale copy of an
+/// earlier batch says nothing about later data), and collects their durable claims.
+fn durable_claims_after(file: &dyn VfsFile, position: u64, stop: u64) -> io::Result<ClaimsAfter> {
+    let mut chunk = Chunk {
+        file,
+        file_len: file.len()?,
+        start: position,
+        bytes: Vec::new(),
+    };
+    let mut found = ClaimsAfter::default();
+    let mut at = position;
+    while at + BATCH_HEADER_LEN as u64 <= chunk.file_len {
+        let avail = chunk.at(at, BATCH_HEADER_LEN as u64)?;
+        // Jump to the next byte that could be a batch's version byte.
+        let Some(skip) = avail
+            .get(batch::VERSION_POS..)
+            .and_then(|rest| rest.iter().position(|&b| b == batch::BATCH_VERSION))
+        else {
+            at += avail.len().saturating_sub(batch::VERSION_POS).max(1) as u64;
+            continue;
+        };
+        at += skip as u64;
+        let avail = chunk.at(at, BATCH_HEADER_LEN as u64)?;
+        let Ok(header) = batch::parse_header(avail) else {
+            at += 1;
+            continue;
+        };
+        let length = u64::from(header.length);
+        let valid = header.base_offset >= stop
+            && length <= chunk.file_len - at
+            && batch::verify_batch(chunk.at(at, length)?, &header).is_ok();
+        if !valid {
+            at += 1;
+            continue;
+        }
+        found = found.merge(ClaimsAfter {
+            claim: header.durable_claim(),
+            next_offset: Some(header.next_offset()),
+        });
+        at += length;
+    }
+    Ok(found)
 }
 
 fn summary_of(w: &Walked) -> SegmentSummary {
