@@ -91,6 +91,14 @@ impl Prefaulter {
     }
 }
 
+impl Drop for Prefaulter {
+    /// A Wharf whose open failed half way lets go of its prefaulter here: the thread is
+    /// stopped and joined, not left to exit on its own.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 fn run(rx: &Receiver<Request>) {
     let supported = AtomicBool::new(true);
     for request in rx {

@@ -641,7 +641,13 @@ fn clean_resume(
     let Some(span) = cp.next_offset.checked_sub(base) else {
         return Ok(None);
     };
-    if index_entry::count_time_entries(&times, base, span) != Ok(count)
+    // The entries must be in order and point into the data, as a writer leaves them (their
+    // checksum only says they are the ones the summary was written with).
+    let entries_ok =
+        index_entry::count_offset_entries(&loaded.entries, SEGMENT_HEADER_LEN as u64, cp.position)
+            == Ok(count);
+    if !entries_ok
+        || index_entry::count_time_entries(&times, base, span) != Ok(count)
         || times.len() != count * TIME_ENTRY_LEN
     {
         return Ok(None);
@@ -651,9 +657,10 @@ fn clean_resume(
         let time = index_entry::time_at(&times, base, i).ok().flatten()?;
         Some((offset, time))
     });
-    let bytes_since = last_entry.map_or(cp.position - SEGMENT_HEADER_LEN as u64, |(o, _)| {
-        cp.position - u64::from(o.position)
-    });
+    let since = last_entry.map_or(SEGMENT_HEADER_LEN as u64, |(o, _)| u64::from(o.position));
+    let Some(bytes_since) = cp.position.checked_sub(since) else {
+        return Ok(None);
+    };
     let last_batch = u32::try_from(span.saturating_sub(1))
         .ok()
         .filter(|_| span > 0);
