@@ -1,7 +1,9 @@
 //! Consumer throughput: polling 1,000,000 records of 100 B with a commit per batch, next to a
 //! plain scan of the same partition in the same run; per-message acks; commits under `Fsync`
 //! with 1 and 8 consumers (group-committed); the poll cost per redelivered record with 100,
-//! 1,000 and 10,000 deliveries past their `ack_wait` at once.
+//! 1,000 and 10,000 deliveries past their `ack_wait` at once; the latency of one member's polls
+//! while another member of its group commits under `Fsync` in a loop (p50 / p99 / p99.9 / max
+//! printed).
 //!
 //! ```text
 //! cargo bench --bench consume
@@ -12,11 +14,11 @@
 mod common;
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use wharf::{AckMode, ReadOptions, Record, TopicConfig, Wharf};
+use wharf::{AckMode, ReadOptions, Record, SeekTo, TopicConfig, TopicPartition, Wharf};
 
 const RECORDS: u64 = 1_000_000;
 const POLL: usize = 10_000;
@@ -224,10 +226,108 @@ fn redeliver(c: &mut Criterion) {
     group.finish();
 }
 
+/// Records in the polling member's partition; it seeks back to the start at the end.
+const POLLED_RECORDS: u64 = 1_000_000;
+
+/// One member polls one record at a time from its partition (acking each, untimed) while
+/// another member of the group commits under `Fsync` in a loop on another thread, every
+/// partition it holds at once: 1, or 256 (whose commit records, about 6 KiB, make the offsets
+/// file reach its 1 MiB compaction threshold every 160 or so commits). Criterion reports the
+/// mean poll; the percentiles of every timed poll (warm-up included), the polls that took
+/// 1 ms or more (a poll waiting behind a sync is one slow sample among millions, so it shows
+/// there and in the mean, not in the percentiles) and the commit rate are printed after.
+fn poll_while_committing(c: &mut Criterion) {
+    let dir = common::bench_dir();
+    let wharf = Wharf::open(dir.path()).expect("open");
+    wharf
+        .create_topic("polled", TopicConfig::default())
+        .expect("topic");
+    let producer = wharf.producer().ack(AckMode::Write).build();
+    let payloads = common::payloads(1_024, 100);
+    for chunk in 0..POLLED_RECORDS / 1_000 {
+        let records: Vec<Record> = (0..1_000)
+            .map(|i| {
+                let payload = payloads[(chunk * 1_000 + i) as usize % payloads.len()].clone();
+                Record::new("polled", payload)
+            })
+            .collect();
+        producer.send_batch(records).expect("send");
+    }
+    wharf.sync().expect("sync");
+    let mut group = c.benchmark_group("consume/poll_while_another_member_commits_fsync");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(8));
+    for partitions in [1u32, 256] {
+        let committed = format!("committed-{partitions}");
+        wharf
+            .create_topic(&committed, TopicConfig::default().partitions(partitions))
+            .expect("topic");
+        // One group; each member subscribes to its own topic, so it gets all of it.
+        let name = group_name();
+        let committer = wharf.consumer(&name).subscribe([committed]).build();
+        let mut committer = committer.expect("committer");
+        let mut poller = wharf.consumer(&name).subscribe(["polled"]).build();
+        let poller = poller.as_mut().expect("poller");
+        assert!(committer.poll(Duration::ZERO).expect("poll").is_none());
+        assert_eq!(committer.assignment().len(), partitions as usize);
+        let polled = TopicPartition::new("polled", 0);
+        let stop = AtomicBool::new(false);
+        let commits = AtomicU64::new(0);
+        let mut nanos: Vec<u64> = Vec::new();
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    committer.commit().expect("durable commit");
+                    commits.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            group.bench_function(format!("{partitions}_committed_partitions"), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        if poller.position(&polled).unwrap_or(0) >= POLLED_RECORDS {
+                            poller.seek(&polled, SeekTo::Beginning).expect("seek");
+                        }
+                        let begun = Instant::now();
+                        let delivery = poller.poll(Duration::from_secs(10)).expect("poll");
+                        let took = begun.elapsed();
+                        delivery.expect("a record").ack().expect("ack");
+                        total += took;
+                        nanos.push(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+                    }
+                    total
+                });
+            });
+            stop.store(true, Ordering::Relaxed);
+        });
+        let elapsed = started.elapsed();
+        nanos.sort_unstable();
+        let at = |per_mille: usize| nanos[(nanos.len() - 1) * per_mille / 1_000] as f64 / 1e3;
+        let commits = commits.load(Ordering::Relaxed);
+        let slow: Vec<u64> = nanos.iter().copied().filter(|n| *n >= 1_000_000).collect();
+        println!(
+            "{partitions} committed partitions: {} polls: p50 {:.2} µs, p99 {:.2} µs, \
+             p99.9 {:.2} µs, max {:.1} µs; {} polls of 1 ms or more, {:.1} ms in all; \
+             {commits} Fsync commits meanwhile ({:.0}/s)",
+            nanos.len(),
+            at(500),
+            at(990),
+            at(999),
+            at(1_000),
+            slow.len(),
+            slow.iter().sum::<u64>() as f64 / 1e6,
+            commits as f64 / elapsed.as_secs_f64(),
+        );
+    }
+    group.finish();
+}
+
 /// Most rounds of redeliveries one call of the measured routine runs.
 const REDELIVER_ROUNDS: u64 = 20;
 /// Records per batch sent for the redelivery bench.
 const REDELIVER_BATCH: usize = 100;
 
-criterion_group!(benches, poll, commits, redeliver);
+criterion_group!(benches, poll, commits, redeliver, poll_while_committing);
 criterion_main!(benches);

@@ -93,6 +93,8 @@ mod dir_lock;
 mod error;
 #[cfg(test)]
 mod fault_tests;
+#[cfg(test)]
+mod fence_tests;
 mod format;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -1055,11 +1055,14 @@ impl Shared {
     }
 
     /// Commits `entries` to `group`'s offsets. A group member (`member`) may commit only
-    /// partitions it holds. `durable`: the log up to each offset, then the offsets, are on
-    /// stable storage before this returns; otherwise they are written and synced later.
-    /// Entries committed against a topic that was deleted since (their incarnation is not the
-    /// current one) are dropped: their partition is gone, and they must not count for a topic
-    /// of the same name created since.
+    /// partitions it holds, and a commit of a partition it lost meanwhile is refused by the
+    /// store's fence (see [`crate::group::membership`]). `durable`: the log up to each offset,
+    /// then the offsets, are on stable storage before this returns; otherwise they are
+    /// written and synced later. Entries committed against a topic that was deleted since
+    /// (their incarnation is not the current one) are dropped: their partition is gone, and
+    /// they must not count for a topic of the same name created since.
+    ///
+    /// No lock of the group's membership is held while the store writes or syncs.
     pub(crate) fn commit_offsets(
         &self,
         group: &Group,
@@ -1076,34 +1079,29 @@ impl Shared {
         if entries.is_empty() {
             return Ok(());
         }
-        let make_durable = |tp: &TopicPartition, offset: u64| self.make_log_durable(tp, offset);
-        if durable {
-            for (tp, committed) in &entries {
-                make_durable(tp, committed.offset)?;
-            }
-        }
-        let append = || group.offsets.commit(&entries, false, &make_durable);
-        match member {
-            None => append()?,
+        // Looked up before the logs are synced: a member that does not hold a partition
+        // fails here, before any I/O.
+        let fences = match member {
+            None => Vec::new(),
             Some(id) => group
                 .membership
-                .while_holding(id, entries.iter().map(|(tp, _)| tp), append)
+                .fences(id, entries.iter().map(|(tp, _)| tp))
                 .map_err(|tp| -> Error {
                     ErrorKind::Revoked {
                         topic: tp.topic,
                         partition: tp.partition,
                     }
                     .into()
-                })??,
-        }
-        if durable {
-            group.offsets.sync(&make_durable)?;
-        }
-        Ok(())
+                })?,
+        };
+        let make_durable = |tp: &TopicPartition, offset: u64| self.make_log_durable(tp, offset);
+        group
+            .offsets
+            .commit_fenced(&entries, &fences, durable, &make_durable)
     }
 
-    /// Syncs every group's offsets written without waiting (the flusher's tick, close).
-    /// Makes `group`'s committed offsets durable (the logs they point into first).
+    /// Makes `group`'s committed offsets durable (the logs they point into first). Runs
+    /// outside the group's membership lock, as every sync of the offsets does.
     pub(crate) fn sync_group(&self, group: &Group) -> Result<()> {
         if !group.offsets.needs_sync() {
             return Ok(());
@@ -1112,6 +1110,7 @@ impl Shared {
         group.offsets.sync(&make_durable)
     }
 
+    /// Syncs every group's offsets written without waiting (the flusher's tick, close).
     pub(crate) fn sync_groups(&self) -> Result<()> {
         let groups: Vec<Arc<Group>> = self.groups.lock().values().cloned().collect();
         let make_durable = |tp: &TopicPartition, offset: u64| self.make_log_durable(tp, offset);

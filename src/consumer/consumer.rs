@@ -29,6 +29,7 @@ use super::delivery::{Delivery, Fetched};
 use super::options::{CommitPolicy, ConsumerOptions, FETCH_RECORDS, OutOfRange, SeekTo, StartFrom};
 use crate::error::{Error, ErrorKind, Result};
 use crate::group::group::Group;
+use crate::group::membership::Fence;
 use crate::group::offsets::Committed;
 use crate::log::{PartitionLog, ReadLimits, Signal};
 use crate::retry::{self, nack::RetryCtx};
@@ -137,7 +138,7 @@ impl Consumer {
                 .map(|(t, p)| TopicPartition::new(t.clone(), *p))
                 .collect();
             for tp in &assigned {
-                consumer.hold(tp)?;
+                consumer.hold(tp, None)?;
             }
             consumer.run_hook(&assigned, true);
         } else {
@@ -508,11 +509,12 @@ impl Consumer {
             if self.held.iter().any(|h| h.cursor.tp == tp) {
                 continue;
             }
-            if membership.acquire(&member, &tp, self.options.rebalance_timeout) {
-                self.hold(&tp)?;
-                gained.push(tp);
-            } else {
-                self.waiting.push(tp);
+            match membership.acquire(&member, &tp, self.options.rebalance_timeout) {
+                Some(fence) => {
+                    self.hold(&tp, Some(fence))?;
+                    gained.push(tp);
+                }
+                None => self.waiting.push(tp),
             }
         }
         if !gained.is_empty() {
@@ -533,14 +535,21 @@ impl Consumer {
         }
     }
 
-    /// Starts consuming `tp` from the group's committed offset (or per `start_from`).
-    fn hold(&mut self, tp: &TopicPartition) -> Result<()> {
+    /// Starts consuming `tp` from the group's committed offset (or per `start_from`). A group
+    /// member passes the `fence` of its holding: the offsets store refuses the earlier
+    /// holders' commits from the moment the committed offset is read.
+    fn hold(&mut self, tp: &TopicPartition, fence: Option<Fence>) -> Result<()> {
         let topic = self.wharf.shared.topic(&tp.topic)?;
         let log = Arc::clone(topic.partition(tp.partition)?);
         let (start, end) = (log.start_offset(), log.next_offset());
         // Only an offset committed against this topic counts, not one of a deleted topic of
         // the same name.
-        let position = match self.group.offsets.committed(tp, topic.incarnation) {
+        let offsets = &self.group.offsets;
+        let committed = match fence {
+            Some(fence) => offsets.take_over(tp, fence, topic.incarnation),
+            None => offsets.committed(tp, topic.incarnation),
+        };
+        let position = match committed {
             // Below the log start (deleted by retention or `delete_records`): with
             // `OutOfRange::Fail`, polls fail until the application seeks.
             Some(committed)

@@ -9,7 +9,39 @@
 //! two members never consume one partition at once, and whatever the previous holder did not
 //! commit is delivered again to the new one (at-least-once).
 //!
-//! Commits are fenced: a group member may commit a partition only while it holds it.
+//! # Commit fences
+//!
+//! A group member may commit a partition only while it holds it, and a member that lost a
+//! partition must never have a commit of it land after a commit of the partition's next
+//! holder. The membership lock is taken by every member's poll, so it guards only memory: no
+//! file I/O and no lock of the offsets store is ever taken under it. The commit is fenced in
+//! two places instead:
+//!
+//! - Each acquisition of a partition is a *holding* with a [`Fence`]: a number from a
+//!   group-wide counter, so a partition's holdings have increasing fences in the order they
+//!   were taken. A commit first collects, under the membership lock, the fence of each
+//!   partition it names ([`Membership::fences`]); a member that does not hold one of them gets
+//!   [`crate::ErrorKind::Revoked`] there, with nothing written.
+//! - The offsets store orders the rest under its own lock, the one its appends take
+//!   ([`super::offsets::OffsetStore`]). A new holder, before it reads where to start, raises
+//!   the partition's fence in the store to its own ([`super::offsets::OffsetStore::take_over`]),
+//!   in the same critical section as the read; an append carrying a lower fence for the
+//!   partition is refused there (`Revoked`), with nothing written.
+//!
+//! Why that is enough: take the old holder's commit, fenced with `f`, and the new holder's
+//! take-over, with `f' > f`. Both run under the store's lock, so one comes first. If the
+//! commit does, the new holder reads its offset and starts there: the commit counts as made
+//! before the hand-over. If the take-over does, the commit is refused. Every commit of the new
+//! holder comes after its take-over (one thread), so no commit of the old holder lands after
+//! it. A later holder has a higher fence still, and the store keeps the highest fence it was
+//! shown, so an old holder stays refused however many hand-overs happen meanwhile. A commit
+//! refused for one of its partitions writes none of them. Commits without a member (an
+//! assigned consumer, the admin, the delay scheduler) carry no fences and are not fenced.
+//!
+//! Costs: a commit holds the membership lock only to look its fences up; the write, a
+//! compaction and the group sync of the offsets file run outside it. A member that takes a
+//! partition over waits (in the store's lock) for an append or a compaction in progress; a
+//! poll that takes nothing over never touches the store.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -33,10 +65,33 @@ struct State {
     next_member: u64,
     assignor: Assignor,
     members: BTreeMap<String, Member>,
-    /// Who currently consumes each partition.
-    holders: HashMap<TopicPartition, String>,
+    /// The fence the next acquisition gets.
+    next_fence: u64,
+    /// Who currently consumes each partition, and the fence of that holding.
+    holders: HashMap<TopicPartition, Holding>,
     /// Partitions whose holder lost them in a rebalance, and since when.
     revoked_since: HashMap<TopicPartition, Instant>,
+}
+
+/// One member's hold on one partition.
+#[derive(Debug, Clone)]
+struct Holding {
+    member: String,
+    fence: Fence,
+}
+
+/// The fence of one holding of a partition: taken from a group-wide counter at the
+/// acquisition, so a later holding of a partition has a higher fence. The offsets store
+/// refuses a commit whose fence is below the highest one a holder took over with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Fence(u64);
+
+#[cfg(test)]
+impl Fence {
+    /// The fence numbered `n` (the store's tests make their own).
+    pub(crate) fn new(n: u64) -> Self {
+        Fence(n)
+    }
 }
 
 #[derive(Debug)]
@@ -80,7 +135,7 @@ impl Membership {
         if st.members.remove(id).is_none() {
             return;
         }
-        st.holders.retain(|_, holder| holder != id);
+        st.holders.retain(|_, holding| holding.member != id);
         st.rebalance(partitions);
     }
 
@@ -101,26 +156,40 @@ impl Membership {
     }
 
     /// Takes `tp` for `id` if nobody else holds it, or its holder lost it more than
-    /// `timeout` ago (it is then fenced out). Returns whether `id` holds it now.
-    pub(crate) fn acquire(&self, id: &str, tp: &TopicPartition, timeout: Duration) -> bool {
+    /// `timeout` ago (it is then fenced out). Returns the fence of `id`'s holding if `id`
+    /// holds it now (the one it had, if it held it already). The caller takes the partition
+    /// over in the offsets store with it before it reads where to start.
+    pub(crate) fn acquire(
+        &self,
+        id: &str,
+        tp: &TopicPartition,
+        timeout: Duration,
+    ) -> Option<Fence> {
         let mut st = self.state.lock();
         let targeted = st.members.get(id).is_some_and(|m| m.target.contains(tp));
         if !targeted {
-            return false;
+            return None;
         }
         let free = match st.holders.get(tp) {
             None => true,
-            Some(holder) if holder == id => true,
+            Some(holding) if holding.member == id => return Some(holding.fence),
             Some(_) => st
                 .revoked_since
                 .get(tp)
                 .is_some_and(|since| since.elapsed() >= timeout),
         };
-        if free {
-            st.holders.insert(tp.clone(), id.to_owned());
-            st.revoked_since.remove(tp);
+        if !free {
+            return None;
         }
-        free
+        st.next_fence += 1;
+        let fence = Fence(st.next_fence);
+        let holding = Holding {
+            member: id.to_owned(),
+            fence,
+        };
+        st.holders.insert(tp.clone(), holding);
+        st.revoked_since.remove(tp);
+        Some(fence)
     }
 
     /// When `id` may take `tp` at the latest: now if nobody holds it, else when its holder's
@@ -137,7 +206,7 @@ impl Membership {
         }
         match st.holders.get(tp) {
             None => Some(Instant::now()),
-            Some(holder) if holder == id => Some(Instant::now()),
+            Some(holding) if holding.member == id => Some(Instant::now()),
             Some(_) => st.revoked_since.get(tp).map(|since| *since + timeout),
         }
     }
@@ -146,7 +215,11 @@ impl Membership {
     /// for it.
     pub(crate) fn release(&self, id: &str, tp: &TopicPartition) {
         let mut st = self.state.lock();
-        if st.holders.get(tp).is_some_and(|holder| holder == id) {
+        if st
+            .holders
+            .get(tp)
+            .is_some_and(|holding| holding.member == id)
+        {
             st.holders.remove(tp);
             st.notify_all();
         }
@@ -159,25 +232,24 @@ impl Membership {
             .lock()
             .holders
             .get(tp)
-            .is_some_and(|holder| holder == id)
+            .is_some_and(|holding| holding.member == id)
     }
 
-    /// Runs `f` while `id` is known to hold every partition in `tps` (the check and `f` are
-    /// one critical section, so a rebalance cannot move a partition in between); returns the
-    /// first partition `id` does not hold instead.
-    pub(crate) fn while_holding<'a, R>(
+    /// The fence of `id`'s holding of each partition in `tps`, for a commit of them (see the
+    /// module docs); the first partition `id` does not hold instead. Memory only: the commit
+    /// itself runs after the lock is let go, and the offsets store checks the fences.
+    pub(crate) fn fences<'a>(
         &self,
         id: &str,
         tps: impl IntoIterator<Item = &'a TopicPartition>,
-        f: impl FnOnce() -> R,
-    ) -> Result<R, TopicPartition> {
+    ) -> Result<Vec<(TopicPartition, Fence)>, TopicPartition> {
         let st = self.state.lock();
-        for tp in tps {
-            if st.holders.get(tp).is_none_or(|holder| holder != id) {
-                return Err(tp.clone());
-            }
-        }
-        Ok(f())
+        tps.into_iter()
+            .map(|tp| match st.holders.get(tp) {
+                Some(holding) if holding.member == id => Ok((tp.clone(), holding.fence)),
+                _ => Err(tp.clone()),
+            })
+            .collect()
     }
 
     /// Whether the group has members.
@@ -218,7 +290,11 @@ impl Membership {
 
     /// Who holds `tp`, if anyone.
     pub(crate) fn holder(&self, tp: &TopicPartition) -> Option<String> {
-        self.state.lock().holders.get(tp).cloned()
+        self.state
+            .lock()
+            .holders
+            .get(tp)
+            .map(|holding| holding.member.clone())
     }
 }
 
@@ -242,10 +318,10 @@ impl State {
         for (id, member) in &mut self.members {
             member.target = next.get(id).cloned().unwrap_or_default();
         }
-        for (tp, holder) in &self.holders {
+        for (tp, holding) in &self.holders {
             let keeps = self
                 .members
-                .get(holder)
+                .get(&holding.member)
                 .is_some_and(|m| m.target.contains(tp));
             if !keeps {
                 self.revoked_since.entry(tp.clone()).or_insert(now);
@@ -280,19 +356,19 @@ mod tests {
         let (_, target) = group.target(&a);
         assert_eq!(target.len(), 2);
         for tp in &target {
-            assert!(group.acquire(&a, tp, Duration::from_secs(60)));
+            assert!(group.acquire(&a, tp, Duration::from_secs(60)).is_some());
         }
         let b = group.join(topics(&["t"]), Assignor::Range, Arc::default(), &partitions);
         let (_, b_target) = group.target(&b);
         assert_eq!(b_target.len(), 1);
         let moved = &b_target[0];
         assert!(
-            !group.acquire(&b, moved, Duration::from_secs(60)),
+            group.acquire(&b, moved, Duration::from_secs(60)).is_none(),
             "a still holds it"
         );
         assert!(group.holds(&a, moved));
         group.release(&a, moved);
-        assert!(group.acquire(&b, moved, Duration::from_secs(60)));
+        assert!(group.acquire(&b, moved, Duration::from_secs(60)).is_some());
         assert!(!group.holds(&a, moved), "a is fenced out");
     }
 
@@ -302,26 +378,64 @@ mod tests {
         let partitions: BTreeMap<String, u32> = [("t".to_owned(), 1)].into();
         let a = group.join(topics(&["t"]), Assignor::Range, Arc::default(), &partitions);
         let tp = TopicPartition::new("t", 0);
-        assert!(group.acquire(&a, &tp, Duration::ZERO));
+        assert!(group.acquire(&a, &tp, Duration::ZERO).is_some());
         group.leave(&a, &partitions);
         let b = group.join(topics(&["t"]), Assignor::Range, Arc::default(), &partitions);
         assert!(
-            group.acquire(&b, &tp, Duration::from_secs(60)),
+            group.acquire(&b, &tp, Duration::from_secs(60)).is_some(),
             "a left: released"
         );
         let c = group.join(topics(&["t"]), Assignor::Range, Arc::default(), &partitions);
         group.leave(&b, &partitions);
         // b left, c gets the partition at once.
-        assert!(group.acquire(&c, &tp, Duration::from_secs(60)));
+        assert!(group.acquire(&c, &tp, Duration::from_secs(60)).is_some());
         let d = group.join(topics(&["t"]), Assignor::Range, Arc::default(), &partitions);
         let (_, d_target) = group.target(&d);
         if d_target.contains(&tp) {
-            assert!(!group.acquire(&d, &tp, Duration::from_secs(60)));
+            assert!(group.acquire(&d, &tp, Duration::from_secs(60)).is_none());
             assert!(
-                group.acquire(&d, &tp, Duration::ZERO),
+                group.acquire(&d, &tp, Duration::ZERO).is_some(),
                 "fenced after the timeout"
             );
             assert!(!group.holds(&c, &tp));
         }
+    }
+
+    #[test]
+    fn each_holding_gets_a_higher_fence_and_only_the_holder_gets_fences() {
+        let group = Membership::default();
+        let partitions: BTreeMap<String, u32> = [("t".to_owned(), 2)].into();
+        let a = group.join(topics(&["t"]), Assignor::Range, Arc::default(), &partitions);
+        let (_, target) = group.target(&a);
+        let first: Vec<Fence> = target
+            .iter()
+            .map(|tp| group.acquire(&a, tp, Duration::ZERO).unwrap())
+            .collect();
+        assert!(first[0] < first[1]);
+        assert_eq!(
+            group.acquire(&a, &target[0], Duration::ZERO),
+            Some(first[0]),
+            "acquiring a partition it holds keeps the holding"
+        );
+        assert_eq!(
+            group.fences(&a, &target),
+            Ok(vec![
+                (target[0].clone(), first[0]),
+                (target[1].clone(), first[1])
+            ])
+        );
+        // b takes one over after the timeout, without a letting go.
+        let b = group.join(topics(&["t"]), Assignor::Range, Arc::default(), &partitions);
+        let (_, b_target) = group.target(&b);
+        let moved = &b_target[0];
+        let taken = group.acquire(&b, moved, Duration::ZERO).unwrap();
+        assert!(first.iter().all(|f| *f < taken));
+        assert_eq!(group.fences(&a, &target), Err(moved.clone()));
+        assert_eq!(group.fences(&b, [moved]), Ok(vec![(moved.clone(), taken)]));
+        // A later holding of the same partition is higher still.
+        group.release(&b, moved);
+        group.leave(&b, &partitions);
+        let again = group.acquire(&a, moved, Duration::ZERO).unwrap();
+        assert!(again > taken);
     }
 }

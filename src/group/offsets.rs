@@ -14,6 +14,14 @@
 //! lock, so it can never overwrite an offset of the new topic. The retired set lives in memory
 //! only: after a reopen no consumer of the deleted topic is left.
 //!
+//! Commit fences ([`crate::group::membership`] argues why they suffice): a group member that
+//! takes a partition over raises the partition's fence here to its holding's
+//! ([`OffsetStore::take_over`]), and reads where to start in the same critical section of
+//! `inner`; a commit carrying a lower fence for a partition ([`OffsetStore::commit_fenced`])
+//! is refused under `inner`, before anything is written, with `Revoked`. So a commit of a
+//! member that lost a partition lands before the next holder read its start, or not at all.
+//! The fences live in memory only, as the holdings do.
+//!
 //! Durability, and the order that keeps a committed offset within the log (rule 6):
 //! - A non-durable commit is a write to the page cache: it survives a process crash, not a
 //!   power loss.
@@ -48,7 +56,7 @@
 //!   `offsets.damaged-<n>`, a clean file holding that state replaces the file, and
 //!   [`OffsetLoad::damaged`] says what happened. Garbage is never used.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -59,6 +67,7 @@ use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::FORMAT_VERSION;
 use crate::format::file_header::{self, HeaderError, SMALL_HEADER_LEN};
 use crate::format::offset_commit::{self, EncodeError, EntryRef, OFFSETS_MAGIC, Stop};
+use crate::group::membership::Fence;
 use crate::topic::{Incarnation, TopicPartition};
 use crate::vfs::{self, OpenMode, Vfs, VfsFile};
 
@@ -117,6 +126,9 @@ struct Inner {
     unsynced: BTreeMap<TopicPartition, u64>,
     /// Incarnations of topics deleted since the open: commits carrying them are dropped.
     retired: BTreeSet<Incarnation>,
+    /// The highest fence each partition was taken over with: commits fenced lower are
+    /// refused.
+    fences: HashMap<TopicPartition, Fence>,
 }
 
 /// A committed offset and the incarnation of the topic it was committed against.
@@ -141,7 +153,11 @@ struct SyncState {
 /// A change a record makes to the state.
 #[derive(Clone, Copy)]
 enum Change<'a> {
-    Merge(&'a [(TopicPartition, Committed)]),
+    /// Later entries win; refused if a fence is below the partition's ([`Inner::fences`]).
+    Merge {
+        entries: &'a [(TopicPartition, Committed)],
+        fences: &'a [(TopicPartition, Fence)],
+    },
     Replace(&'a State),
     /// Keeps the entries the function accepts.
     Retain(&'a dyn Fn(&TopicPartition, &Committed) -> bool),
@@ -240,6 +256,7 @@ impl OffsetStore {
                 base_len,
                 unsynced: BTreeMap::new(),
                 retired: BTreeSet::new(),
+                fences: HashMap::new(),
             }),
             sync: Mutex::new(SyncState {
                 durable_next: replay.next_sequence,
@@ -258,12 +275,23 @@ impl OffsetStore {
     /// The committed offset of `tp` (the next offset the group reads) in the topic's
     /// `incarnation`, if any: an offset committed against another incarnation counts as none.
     pub(crate) fn committed(&self, tp: &TopicPartition, incarnation: Incarnation) -> Option<u64> {
-        self.inner
-            .lock()
-            .state
-            .get(tp)
-            .filter(|c| c.incarnation == incarnation)
-            .map(|c| c.offset)
+        self.inner.lock().committed(tp, incarnation)
+    }
+
+    /// Takes `tp` over for a group member's holding `fence`: raises the partition's fence to
+    /// it (commits fenced lower are refused from now on), and returns the committed offset of
+    /// `tp` in `incarnation` as [`Self::committed`] does, read in the same critical section.
+    /// Memory only; it waits for an append or a compaction in progress.
+    pub(crate) fn take_over(
+        &self,
+        tp: &TopicPartition,
+        fence: Fence,
+        incarnation: Incarnation,
+    ) -> Option<u64> {
+        let mut inner = self.inner.lock();
+        let highest = inner.fences.entry(tp.clone()).or_insert(fence);
+        *highest = (*highest).max(fence);
+        inner.committed(tp, incarnation)
     }
 
     /// Every committed offset, of any incarnation.
@@ -287,6 +315,21 @@ impl OffsetStore {
         durable: bool,
         make_log_durable: MakeLogDurable<'_>,
     ) -> Result<()> {
+        self.commit_fenced(entries, &[], durable, make_log_durable)
+    }
+
+    /// As [`Self::commit`], for a group member: refused (nothing written) if one of `fences`
+    /// is below the fence its partition was taken over with since ([`Self::take_over`]).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Revoked`] for the first partition fenced out; as [`Self::commit`].
+    pub(crate) fn commit_fenced(
+        &self,
+        entries: &[(TopicPartition, Committed)],
+        fences: &[(TopicPartition, Fence)],
+        durable: bool,
+        make_log_durable: MakeLogDurable<'_>,
+    ) -> Result<()> {
         self.check_writable()?;
         if entries.is_empty() {
             return Ok(());
@@ -296,7 +339,7 @@ impl OffsetStore {
                 make_log_durable(tp, committed.offset)?;
             }
         }
-        self.apply(Change::Merge(entries), durable, make_log_durable)
+        self.apply(Change::Merge { entries, fences }, durable, make_log_durable)
     }
 
     /// Replaces the whole state with `state` (an admin reset), as [`Self::commit`] does.
@@ -406,7 +449,14 @@ impl OffsetStore {
         // were tracked when they were written).
         let (record, replacement, written): (_, _, Vec<(&TopicPartition, &Committed)>) =
             match change {
-                Change::Merge(entries) => {
+                Change::Merge { entries, fences } => {
+                    if let Some(tp) = inner.fenced_out(fences) {
+                        return Err(ErrorKind::Revoked {
+                            topic: tp.topic.clone(),
+                            partition: tp.partition,
+                        }
+                        .into());
+                    }
                     let live: Vec<_> = entries
                         .iter()
                         .filter(|(_, c)| !inner.retired.contains(&c.incarnation))
@@ -607,6 +657,21 @@ impl OffsetStore {
 }
 
 impl Inner {
+    fn committed(&self, tp: &TopicPartition, incarnation: Incarnation) -> Option<u64> {
+        self.state
+            .get(tp)
+            .filter(|c| c.incarnation == incarnation)
+            .map(|c| c.offset)
+    }
+
+    /// The first partition of `fences` taken over with a higher fence since.
+    fn fenced_out<'a>(&self, fences: &'a [(TopicPartition, Fence)]) -> Option<&'a TopicPartition> {
+        fences
+            .iter()
+            .find(|(tp, fence)| self.fences.get(tp).is_some_and(|highest| fence < highest))
+            .map(|(tp, _)| tp)
+    }
+
     fn needs_compaction(&self, threshold_bytes: u64) -> bool {
         self.file.is_some() && self.end >= threshold_bytes.max(self.base_len.saturating_mul(2))
     }
@@ -1495,5 +1560,52 @@ mod tests {
         drop(store);
         let (store, _) = open_at(dir.path());
         assert_eq!(store.all_at(), expected);
+    }
+
+    #[test]
+    fn a_commit_fenced_below_a_take_over_is_refused_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open_at(dir.path());
+        let (p0, p1) = (tp("t", 0), tp("t", 1));
+        let (old, new) = (Fence::new(1), Fence::new(2));
+        let fenced = |offset: u64, fence: Fence| {
+            let entries = at(&[(p0.clone(), 1), (p1.clone(), offset)]);
+            store.commit_fenced(
+                &entries,
+                &[(p0.clone(), Fence::new(0)), (p1.clone(), fence)],
+                true,
+                &no_log,
+            )
+        };
+        // Before any take-over, a fence is not checked against anything.
+        fenced(5, old).unwrap();
+        assert_eq!(
+            store.take_over(&p1, new, inc()),
+            Some(5),
+            "the read is the take-over's"
+        );
+        let len = std::fs::metadata(store.path()).unwrap().len();
+        let err = fenced(9, old).unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Revoked { topic, partition: 1 } if topic == "t"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::metadata(store.path()).unwrap().len(),
+            len,
+            "nothing written"
+        );
+        assert_eq!(store.committed_at(&p0), Some(1));
+        assert_eq!(store.committed_at(&p1), Some(5));
+        fenced(7, new).unwrap();
+        // A take-over with a lower fence (a holding that was fenced out itself) lowers nothing.
+        assert_eq!(store.take_over(&p1, old, inc()), Some(7));
+        assert!(fenced(8, old).is_err());
+        // Commits without fences (assigned consumers, admin) are not fenced.
+        store.commit_at(&[(p1.clone(), 3)], false, &no_log).unwrap();
+        assert_eq!(store.committed_at(&p1), Some(3));
+        drop(store);
+        let (store, _) = open_at(dir.path());
+        assert_eq!(store.all_at(), map(&[(p0, 1), (p1, 3)]));
     }
 }

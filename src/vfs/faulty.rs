@@ -3,14 +3,17 @@
 //! "succeeds" although the data may be gone, which is exactly why wharf must never retry) and
 //! `ENOSPC` from `allocate` (on request, or past a simulated disk size); for a group's offsets
 //! file, also sync failures, write failures and a count of syncs; for retention, failures to
-//! remove segment files, to sync a directory and to remove a directory tree.
+//! remove segment files, to sync a directory and to remove a directory tree. [`Gate`]s hold
+//! one write or sync up until the test lets it go, to stop a thread at a known point of its
+//! I/O while others go on.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::{DirEntry, LockGuard, OpenMode, RawMap, StdVfs, Vfs, VfsFile};
 
@@ -44,6 +47,73 @@ pub(crate) struct Faults {
     pub fail_next_dir_sync: AtomicBool,
     /// Fail every `remove_dir_all` with EIO while set (removes nothing).
     pub fail_remove_dir_all: AtomicBool,
+    /// Holds up a `sync_data`/`sync_all` of a `.log` file.
+    pub log_sync_gate: Gate,
+    /// Holds up a `write_all_at` to a file whose name starts with `offsets`.
+    pub offsets_write_gate: Gate,
+    /// Holds up a `sync_data`/`sync_all` of a file whose name starts with `offsets`.
+    pub offsets_sync_gate: Gate,
+}
+
+/// Holds up one operation: once [`Gate::arm`]ed, the next operation through it waits until
+/// [`Gate::open`]; the ones after it pass.
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    armed: bool,
+    /// An operation was caught since the gate was armed.
+    caught: bool,
+    open: bool,
+}
+
+impl Gate {
+    /// Catches the next operation through the gate.
+    pub(crate) fn arm(&self) {
+        *self.state.lock() = GateState {
+            armed: true,
+            caught: false,
+            open: false,
+        };
+    }
+
+    /// Waits until an operation is caught, at most `guard` (a hang guard, not a measure);
+    /// returns whether one was.
+    pub(crate) fn wait_caught(&self, guard: Duration) -> bool {
+        let deadline = Instant::now() + guard;
+        let mut st = self.state.lock();
+        while !st.caught {
+            if self.changed.wait_until(&mut st, deadline).timed_out() {
+                return st.caught;
+            }
+        }
+        true
+    }
+
+    /// Lets the caught operation go (and disarms the gate if nothing was caught).
+    pub(crate) fn open(&self) {
+        let mut st = self.state.lock();
+        st.armed = false;
+        st.open = true;
+        self.changed.notify_all();
+    }
+
+    fn pass(&self) {
+        let mut st = self.state.lock();
+        if !st.armed {
+            return;
+        }
+        st.armed = false;
+        st.caught = true;
+        self.changed.notify_all();
+        while !st.open {
+            self.changed.wait(&mut st);
+        }
+    }
 }
 
 impl Faults {
@@ -154,11 +224,15 @@ struct FaultyFile {
 impl FaultyFile {
     fn sync_fault(&self) -> io::Result<()> {
         let is_log = self.inner.path().extension().is_some_and(|e| e == "log");
+        if is_log {
+            self.faults.log_sync_gate.pass();
+        }
         if is_log && self.faults.fail_next_log_sync.swap(false, Ordering::SeqCst) {
             self.faults.failed_syncs.fetch_add(1, Ordering::SeqCst);
             return Err(io::Error::from_raw_os_error(5)); // EIO
         }
         if self.is_offsets() {
+            self.faults.offsets_sync_gate.pass();
             self.faults.offsets_syncs.fetch_add(1, Ordering::SeqCst);
             let delay_ms = self.faults.offsets_sync_delay_ms.load(Ordering::SeqCst);
             std::thread::sleep(std::time::Duration::from_millis(delay_ms));
@@ -183,6 +257,9 @@ impl FaultyFile {
     }
 
     fn write_fault(&self) -> io::Result<()> {
+        if self.is_offsets() {
+            self.faults.offsets_write_gate.pass();
+        }
         if self.is_offsets()
             && self
                 .faults
