@@ -16,8 +16,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::payload;
-use wharf::{AckMode, ErrorKind, ReadOptions, Record, TopicConfig, Wharf};
+use common::{open_files_under, payload, read_partition};
+use wharf::{AckMode, ErrorKind, Record, TopicConfig, Wharf};
 
 /// The child's data directory; set only in the child.
 const CHILD_DIR_ENV: &str = "WHARF_DESCRIPTOR_CHILD_DIR";
@@ -56,16 +56,6 @@ fn run_child(test: &str) {
     );
 }
 
-/// Descriptors this process has open on files under `dir`.
-fn descriptors_under(dir: &Path) -> usize {
-    let dir = std::fs::canonicalize(dir).expect("canonical dir");
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.starts_with(&dir))
-        .count()
-}
-
 /// Opens `/dev/null` until the process has no descriptor left.
 fn exhaust_descriptors() -> Vec<std::fs::File> {
     let mut held = Vec::new();
@@ -83,22 +73,14 @@ fn exhaust_descriptors() -> Vec<std::fs::File> {
 
 /// Every record of partition 0 of `t`, checked against [`payload`].
 fn assert_records(wharf: &Wharf, end: u64) {
-    let reader = wharf.reader("t", 0).expect("reader");
-    assert_eq!(reader.end_offset(), end);
-    let mut offset = 0;
-    while offset < end {
-        let batch = reader
-            .read(offset, ReadOptions::default())
-            .unwrap_or_else(|e| panic!("read at {offset}: {e}"));
-        assert!(!batch.is_empty(), "no progress at {offset}");
-        for m in &batch {
-            assert_eq!(m.offset(), offset);
-            assert!(
-                m.payload() == payload(offset, RECORD_BYTES).as_slice(),
-                "record {offset}"
-            );
-            offset += 1;
-        }
+    let got = read_partition(wharf, "t", 0);
+    assert_eq!(got.len() as u64, end);
+    for (offset, m) in (0..).zip(&got) {
+        assert_eq!(m.offset(), offset);
+        assert!(
+            m.payload() == payload(offset, RECORD_BYTES).as_slice(),
+            "record {offset}"
+        );
     }
 }
 
@@ -200,7 +182,7 @@ fn thousands_of_rolls_stay_within_a_low_descriptor_limit() {
             .send(Record::new("t", payload(i, RECORD_BYTES)))
             .unwrap_or_else(|e| panic!("send {i}: {e}"));
         assert_eq!(receipt.offset(), i);
-        most = most.max(descriptors_under(dir));
+        most = most.max(open_files_under(dir).0);
     }
     let receipts = producer
         .send_batch(
@@ -209,7 +191,7 @@ fn thousands_of_rolls_stay_within_a_low_descriptor_limit() {
         )
         .expect("a batch through 500 segments");
     assert_eq!(receipts.len() as u64, BATCH);
-    most = most.max(descriptors_under(dir));
+    most = most.max(open_files_under(dir).0);
     // The active segment's 3 files; sealed segments not finalized yet (3 each): at most 4
     // waiting, 4 a sync is making durable and 8 the flusher is finalizing; the checkpoint,
     // the lock and the directory header. Whatever the number of segments written.

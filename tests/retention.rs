@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::payload;
+use common::{open_files_under, payload};
 use wharf::{
     AckMode, Clock, ErrorKind, ManualClock, OutOfRange, ReadOptions, Record, ResetTo, Retention,
     RetentionReport, Timestamp, TopicConfig, TopicPartition, Wharf, WharfBuilder,
@@ -1231,23 +1231,6 @@ const MANY_SEGMENTS: u64 = 10_000;
 const MAX_OPEN_SEGMENTS: usize = 64;
 /// One such record fills a 4 KiB segment: every record gets a segment of its own.
 const LARGE_RECORD_BYTES: usize = 2_100;
-
-/// Open descriptors of this process on files under `dir`, and its mappings of such files.
-fn open_files_under(dir: &Path) -> (usize, usize) {
-    let dir = std::fs::canonicalize(dir).expect("canonical dir");
-    let fds = std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.starts_with(&dir))
-        .count();
-    let needle = dir.to_string_lossy().into_owned();
-    let maps = std::fs::read_to_string("/proc/self/maps")
-        .expect("/proc/self/maps")
-        .lines()
-        .filter(|line| line.contains(needle.as_str()))
-        .count();
-    (fds, maps)
-}
 
 /// Reads partition 0 of `topic` from the start, one segment (one record) per read, checking
 /// every payload and that files and mappings under `pdir` stay bounded; returns the most of

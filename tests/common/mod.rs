@@ -87,3 +87,20 @@ pub fn record_reliability(tier: &str, figures: &[(&str, u64)]) {
         println!("reliability[{tier}]: summary fragment not written: {e}");
     }
 }
+
+/// Open descriptors of this process on files under `dir`, and its mappings of such files.
+pub fn open_files_under(dir: &Path) -> (usize, usize) {
+    let dir = std::fs::canonicalize(dir).expect("canonical dir");
+    let fds = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(&dir))
+        .count();
+    let needle = dir.to_string_lossy().into_owned();
+    let maps = std::fs::read_to_string("/proc/self/maps")
+        .expect("/proc/self/maps")
+        .lines()
+        .filter(|line| line.contains(needle.as_str()))
+        .count();
+    (fds, maps)
+}
