@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::index::{self, IndexBuilder, IndexCadence, IndexData};
 use super::mmap::{MapWriter, SharedMap};
-use super::prefault::{PREFAULT_CHUNK_BYTES, PREFAULT_GAP_BYTES, Prefaulter};
+use super::prefault::{PREFAULT_GAP_BYTES, Pace, Prefaulter};
 use super::segment::{LogData, SegmentView};
 use super::space::{DiskSpace, in_blocks};
 use crate::config::TopicConfig;
@@ -80,6 +80,8 @@ pub(crate) struct ActiveSegment {
     allocated: u64,
     /// End of the range handed to the prefault thread.
     prefaulted: u64,
+    /// How fast this partition's writer moves (carried from segment to segment).
+    pace: Pace,
     capacity: u64,
     offset_entries: usize,
     time_entries: usize,
@@ -258,6 +260,7 @@ impl ActiveSegment {
             next_offset: state.next_offset,
             allocated,
             prefaulted: state.position,
+            pace: Pace::default(),
             capacity,
             offset_entries: state.offset_entries,
             time_entries: state.time_entries,
@@ -269,6 +272,12 @@ impl ActiveSegment {
     /// Checks every growth of the log file against the Wharf's disk limits from now on.
     pub(crate) fn set_space(&mut self, space: Arc<DiskSpace>) {
         self.space = Some(space);
+    }
+
+    /// Takes over the writer's measured speed from the segment this one follows (a roll), so
+    /// prefaulting goes on from the first append.
+    pub(crate) fn continue_pace(&mut self, previous: &ActiveSegment) {
+        self.pace = previous.pace;
     }
 
     pub(crate) fn view(&self) -> &Arc<SegmentView> {
@@ -340,7 +349,7 @@ impl ActiveSegment {
         self.log.publish(at + plan.length);
         self.view.publish(self.next_offset, plan.max_timestamp);
         if let Some(prefaulter) = prefaulter {
-            self.prefault_ahead(prefaulter);
+            self.prefault_ahead(now, length, prefaulter);
         }
         Ok(())
     }
@@ -373,23 +382,27 @@ impl ActiveSegment {
         Ok(())
     }
 
-    /// Keeps the next [`PREFAULT_CHUNK_BYTES`] or so after the end faulted in by the prefault
-    /// thread (see [`super::prefault`]), reserving the space first.
-    fn prefault_ahead(&mut self, prefaulter: &Prefaulter) {
-        if self.prefaulted >= self.position + PREFAULT_CHUNK_BYTES / 2
-            || self.prefaulted >= self.capacity
-        {
+    /// Keeps a range ahead of the writer faulted in by the prefault thread (see
+    /// [`super::prefault`]) as far as the writer's speed earns, reserving the space first.
+    #[inline]
+    fn prefault_ahead(&mut self, now: i64, bytes: u64, prefaulter: &Prefaulter) {
+        let lead = self
+            .pace
+            .on_append(now, bytes, prefaulter.flush_interval_ms());
+        if lead == 0 {
             return;
         }
         // Never populate the pages the writer is about to write: both would wait on the same
         // page locks (measured: a 1.5 ms stall after each roll when populating from the end).
-        let start = self.prefaulted.max(self.position + PREFAULT_GAP_BYTES);
-        if start >= self.capacity {
+        let from = self.position + PREFAULT_GAP_BYTES;
+        let end = (from + lead).min(self.capacity);
+        // Top up once the writer has used half the lead: fewer, larger requests.
+        if self.prefaulted.saturating_add(lead / 2) >= end {
             return;
         }
-        let end = (start + PREFAULT_CHUNK_BYTES).min(self.capacity);
-        if self.reserve(end, true).is_err() {
-            // A full disk: the append that needs the space will report it.
+        let start = from.max(self.prefaulted);
+        if start >= end || self.reserve(end, true).is_err() {
+            // Nothing to add, or a full disk: the append that needs the space will report it.
             return;
         }
         prefaulter.request(self.log.map(), start, end - start);

@@ -262,7 +262,7 @@ impl PartitionLog {
                 active.set_space(Arc::clone(&env.space));
                 segments.push(Arc::new(Segment::loaded(Arc::clone(active.view()))));
                 let at = (active.position(), active.base_offset());
-                (Some(active), at.0, at.1)
+                (Some(*active), at.0, at.1)
             }
             LastSegment::View(view) => {
                 let at = (view.end_position(), view.base_offset);
@@ -651,8 +651,13 @@ impl PartitionLog {
 
     /// Seals the active segment and makes `next` (based at the log end) the active one. Past
     /// [`MAX_UNFINALIZED_SEGMENTS`] sealed segments waiting, syncs and finalizes them here.
-    fn roll_into(self: &Arc<Self>, active: &mut ActiveSegment, next: ActiveSegment) -> Result<()> {
+    fn roll_into(
+        self: &Arc<Self>,
+        active: &mut ActiveSegment,
+        mut next: ActiveSegment,
+    ) -> Result<()> {
         self.make_room_to_roll()?;
+        next.continue_pace(active);
         let new_view = Arc::clone(next.view());
         let new_log = Arc::clone(next.log_file());
         let new_index = (next.base_offset(), next.index_files());

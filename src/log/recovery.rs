@@ -169,8 +169,8 @@ pub(crate) struct PartitionSpec<'a> {
 /// The last segment of a recovered partition.
 #[derive(Debug)]
 pub(crate) enum LastSegment {
-    /// Ready for appends.
-    Active(ActiveSegment),
+    /// Ready for appends (boxed: it is large next to the other variants).
+    Active(Box<ActiveSegment>),
     /// Read-only open: a view of the recovered data.
     View(Arc<SegmentView>),
     /// Read-only open of a partition with no segment yet.
@@ -270,7 +270,7 @@ pub(crate) fn recover_partition(spec: &PartitionSpec<'_>) -> Result<Recovered> {
             file.write(end)?;
         }
     }
-    let last = LastSegment::Active(active);
+    let last = LastSegment::Active(Box::new(active));
     Ok(Recovered {
         sealed,
         last,
@@ -467,7 +467,7 @@ fn recover_empty(
             Durability::Synced,
         )
         .ctx("create", &paths.log)?;
-        LastSegment::Active(active)
+        LastSegment::Active(Box::new(active))
     };
     Ok(Recovered {
         sealed: Vec::new(),
