@@ -32,6 +32,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::active::{ActiveSegment, Durability, ResumeState};
+use super::allocation::SegmentSizes;
 use super::checkpoint::CheckpointFile;
 use super::index::{self, IndexBuilder, IndexCadence, IndexData};
 use super::segment::{LogData, ReadCtx, Segment, SegmentView};
@@ -161,6 +162,8 @@ pub(crate) struct PartitionSpec<'a> {
     pub dir: &'a Path,
     pub ctx: &'a ReadCtx,
     pub config: &'a TopicConfig,
+    /// How large the segment files are allocated.
+    pub sizes: &'a SegmentSizes,
     pub read_only: bool,
     /// The Wharf was closed cleanly last time.
     pub clean: bool,
@@ -463,8 +466,9 @@ fn recover_empty(
             spec.vfs,
             &paths,
             cp.next_offset,
-            spec.config,
+            spec.sizes,
             Durability::Synced,
+            0,
         )
         .ctx("create", &paths.log)?;
         LastSegment::Active(Box::new(active))
@@ -829,11 +833,8 @@ fn install(
             report.rewritten_indexes += 1;
             sealed.push(Arc::new(Segment::unloaded(w.base, w.paths)));
         } else {
-            let room = index::max_offset_entries(
-                spec.config.segment_bytes,
-                spec.config.index_interval_bytes,
-            );
-            index::write_index_files(spec.vfs, &w.paths, w.base, &w.builder, None, Some(room))
+            // Opening it for appends allocates the index files' room for the log.
+            index::write_index_files(spec.vfs, &w.paths, w.base, &w.builder, None, None)
                 .ctx("rewrite the index of", &w.paths.index)?;
             report.rewritten_indexes += 1;
             let state = ResumeState {
@@ -844,7 +845,7 @@ fn install(
                 cadence: w.builder.into_cadence(),
             };
             drop(w.log);
-            let segment = ActiveSegment::open(spec.vfs, &w.paths, w.base, spec.config, state)
+            let segment = ActiveSegment::open(spec.vfs, &w.paths, w.base, spec.sizes, state)
                 .ctx("open", &w.paths.log)?;
             active = Some(segment);
         }
