@@ -10,8 +10,9 @@ pub const DEFAULT_PARTITIONS: u32 = 1;
 /// Most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 4_096;
 
-/// Default segment size: 64 MiB. Kafka and RocketMQ use 1 GiB on servers; wharf preallocates
-/// the active segment, so the default stays small enough for edge devices.
+/// Default segment size: 64 MiB. Kafka and RocketMQ use 1 GiB on servers; the default stays
+/// small enough for edge devices, where retention deletes whole segments (the active one's
+/// files start at 64 KiB and grow by doubling up to this size).
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Smallest segment: 4 KiB.
 pub const MIN_SEGMENT_BYTES: u64 = 4 * 1024;

@@ -17,7 +17,7 @@ use crate::config::{MAX_GROUP_NAME_LEN, MAX_TOPIC_NAME_LEN, TopicConfig};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::topic_meta::{self, TopicMetaError};
 use crate::layout;
-use crate::log::{PartitionEnv, PartitionLog};
+use crate::log::{FIRST_LOG_ALLOCATION_BYTES, PartitionEnv, PartitionLog, SegmentSizes};
 use crate::vfs::{self, Vfs};
 
 /// Prefix of a consumer group's retry topic (RocketMQ's name).
@@ -164,6 +164,7 @@ impl Topic {
         env: &PartitionEnv,
     ) -> Result<Topic> {
         let (config, incarnation) = read_config(vfs, &dir)?;
+        let sizes = segment_sizes(name, &config);
         let name: Arc<str> = Arc::from(name);
         let partitions = (0..config.partitions)
             .map(|p| {
@@ -173,6 +174,7 @@ impl Topic {
                     p,
                     partition_dir,
                     config.clone(),
+                    sizes,
                     env.clone(),
                 )
             })
@@ -184,6 +186,17 @@ impl Topic {
             partitions,
         })
     }
+}
+
+/// How large the segment files of topic `name` are allocated: internal topics start theirs
+/// smaller than user topics ([`crate::retry::INTERNAL_FIRST_LOG_ALLOCATION_BYTES`]).
+pub(crate) fn segment_sizes(name: &str, config: &TopicConfig) -> SegmentSizes {
+    let first = if crate::retry::is_internal(name) {
+        crate::retry::INTERNAL_FIRST_LOG_ALLOCATION_BYTES
+    } else {
+        FIRST_LOG_ALLOCATION_BYTES
+    };
+    SegmentSizes::new(config, first)
 }
 
 fn read_config(vfs: &dyn Vfs, dir: &Path) -> Result<(TopicConfig, Incarnation)> {

@@ -2039,17 +2039,25 @@ fn creating_a_topic_stays_within_the_quota() {
         .max_disk_bytes(quota)
         .open()
         .expect("open");
-    // Each partition's first segment reserves 1 MiB (the default segment size is 64 MiB).
-    let created = wharf.create_topic("wide", TopicConfig::default().partitions(8));
-    let usage = wharf.admin().disk_usage().expect("usage");
-    assert!(
-        usage.used_bytes <= quota,
-        "creating the topic ({}) left the files at {} bytes, over the {quota}-byte quota",
-        if created.is_ok() {
-            "succeeded"
-        } else {
-            "failed"
-        },
-        usage.used_bytes
-    );
+    // Each partition's first segment takes 64 KiB of log and a block per index file, and a
+    // checkpoint (the default segment size is 64 MiB): eight fit the quota, 64 do not.
+    for (name, partitions) in [("wide", 8), ("wider", 64)] {
+        let created = wharf.create_topic(name, TopicConfig::default().partitions(partitions));
+        let usage = wharf.admin().disk_usage().expect("usage");
+        assert!(
+            usage.used_bytes <= quota,
+            "creating the topic ({}) left the files at {} bytes, over the {quota}-byte quota",
+            if created.is_ok() {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            usage.used_bytes
+        );
+        assert_eq!(
+            created.is_ok(),
+            partitions == 8,
+            "{partitions} partitions: {created:?}"
+        );
+    }
 }

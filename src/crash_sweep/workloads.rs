@@ -35,10 +35,9 @@ pub(super) struct Workload {
     pub variants: u64,
 }
 
-/// The three workloads of the sweep. The retry workload recovers seven partitions whose
-/// internal topics preallocate 1 MiB segments, which unoptimized recovery scans slowly: it
-/// gets one variant per crash point (in turn a kill, a power loss, random damage), and the
-/// full set with `WHARF_SOAK=1`.
+/// The three workloads of the sweep. The retry workload recovers seven partitions at each
+/// crash point, which takes long in unoptimized builds: it gets one variant per crash point
+/// (in turn a kill, a power loss, random damage), and the full set with `WHARF_SOAK=1`.
 pub(super) const WORKLOADS: [Workload; 3] = [
     Workload {
         name: "produce",

@@ -1,10 +1,15 @@
 //! The active segment (the one being appended to) and a sealed segment waiting to be finalized.
 //!
-//! An append encodes one batch straight into the mapped, preallocated segment file, adds index
-//! entries by [`IndexCadence`], then publishes the new end (see [`super::mmap`]). File space is
-//! reserved with `allocate` before a mapped write ever reaches it, so a full disk is an error
-//! from `allocate`, never a SIGBUS: the file starts at [`INITIAL_ALLOCATION_BYTES`] and doubles
-//! (up to `segment_bytes`) when an append would pass the reserved end.
+//! An append encodes one batch straight into the mapped segment file, adds index entries by
+//! [`IndexCadence`], then publishes the new end (see [`super::mmap`]). All three files are
+//! mapped at the size of a full segment, but written only below their allocated length:
+//! space is reserved with `allocate` before a mapped write ever reaches it, so a full disk is
+//! an error from `allocate`, never a SIGBUS. The log file starts at its first allocation and
+//! doubles (up to `segment_bytes`) when an append would pass the allocated end; the index
+//! files grow in the same step, to the room the allocated log can need
+//! ([`super::allocation`]). So an append that got its log space has its index entries' space
+//! too. Should an index entry find no room all the same, it is skipped in both indexes
+//! (lookups then scan a little further; recovery trusts the prefix on which they agree).
 //!
 //! Sealing (at a roll) adds the closing time index entry and hands back a [`SealedSegment`];
 //! once its data is synced, the flusher finalizes it: it trims the preallocated tails, writes
@@ -13,12 +18,12 @@
 use std::io;
 use std::sync::Arc;
 
+use super::allocation::SegmentSizes;
 use super::index::{self, IndexBuilder, IndexCadence, IndexData};
 use super::mmap::{MapWriter, SharedMap};
-use super::prefault::{PREFAULT_CHUNK_BYTES, PREFAULT_GAP_BYTES, Prefaulter};
+use super::prefault::{PREFAULT_GAP_BYTES, Pace, Prefaulter};
 use super::segment::{LogData, SegmentView};
-use super::space::{DiskSpace, in_blocks};
-use crate::config::TopicConfig;
+use super::space::DiskSpace;
 use crate::format::batch::{self, BatchPlan};
 use crate::format::file_header::{
     self, INDEX_HEADER_LEN, IndexHeader, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SMALL_HEADER_LEN,
@@ -28,10 +33,6 @@ use crate::format::index_entry::{self, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
 use crate::format::record::Record;
 use crate::layout::SegmentPaths;
 use crate::vfs::{OpenMode, Vfs, VfsFile};
-
-/// Space reserved for a new segment file; doubled as appends need more. Small, so that a topic
-/// with many idle partitions does not reserve `segment_bytes` for each.
-pub(crate) const INITIAL_ALLOCATION_BYTES: u64 = 1 << 20;
 
 /// When a new segment's files become durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,22 +76,29 @@ pub(crate) struct ActiveSegment {
     time_file: Arc<dyn VfsFile>,
     time: MapWriter,
     cadence: IndexCadence,
+    sizes: SegmentSizes,
     position: u64,
     next_offset: u64,
+    /// The log file's allocated length (writes and populating stay below it).
     allocated: u64,
+    /// The index files' allocated lengths (index writes stay below them).
+    index_allocated: u64,
+    time_allocated: u64,
     /// End of the range handed to the prefault thread.
     prefaulted: u64,
+    /// How fast this partition's writer moves (carried from segment to segment).
+    pace: Pace,
     capacity: u64,
     offset_entries: usize,
     time_entries: usize,
-    index_room: usize,
-    /// The Wharf's disk limits, checked before the log file grows.
+    /// The Wharf's disk limits, checked before the files grow.
     space: Option<Arc<DiskSpace>>,
 }
 
 impl ActiveSegment {
-    /// Creates the three files of a new, empty segment at `base_offset` (each synced, then the
-    /// directory) and opens it.
+    /// Creates the three files of a new, empty segment at `base_offset` (synced, files then
+    /// directory, with [`Durability::Synced`]) and opens it. The log file gets its first
+    /// allocation, or space up to `reserve_to` if that is more.
     ///
     /// On any failure (a full disk, too many open files) every file it created is removed
     /// again, so the next attempt starts from nothing.
@@ -98,14 +106,15 @@ impl ActiveSegment {
         vfs: &dyn Vfs,
         paths: &SegmentPaths,
         base_offset: u64,
-        config: &TopicConfig,
+        sizes: &SegmentSizes,
         durability: Durability,
+        reserve_to: u64,
     ) -> io::Result<Self> {
-        let allocation = INITIAL_ALLOCATION_BYTES.min(config.segment_bytes);
-        let created = Self::create_files(vfs, paths, base_offset, config, durability, allocation)
+        let allocation = sizes.first_log_allocation(reserve_to);
+        let created = Self::create_files(vfs, paths, base_offset, sizes, durability, allocation)
             .and_then(|()| {
-                let fresh = Self::fresh(config, base_offset);
-                Self::open(vfs, paths, base_offset, config, fresh)
+                let fresh = Self::fresh(sizes, base_offset);
+                Self::open(vfs, paths, base_offset, sizes, fresh)
             });
         if created.is_err() {
             // Best effort: a file left behind is removed by the next attempt (or recovery).
@@ -122,17 +131,15 @@ impl ActiveSegment {
         vfs: &dyn Vfs,
         paths: &SegmentPaths,
         base_offset: u64,
-        config: &TopicConfig,
+        sizes: &SegmentSizes,
         reserve_to: u64,
     ) -> io::Result<()> {
-        let allocation = reserve_to
-            .max(INITIAL_ALLOCATION_BYTES)
-            .min(config.segment_bytes);
+        let allocation = sizes.first_log_allocation(reserve_to);
         let created = Self::create_files(
             vfs,
             paths,
             base_offset,
-            config,
+            sizes,
             Durability::Deferred,
             allocation,
         );
@@ -147,14 +154,14 @@ impl ActiveSegment {
         vfs: &dyn Vfs,
         paths: &SegmentPaths,
         base_offset: u64,
-        config: &TopicConfig,
+        sizes: &SegmentSizes,
     ) -> io::Result<Self> {
         Self::open(
             vfs,
             paths,
             base_offset,
-            config,
-            Self::fresh(config, base_offset),
+            sizes,
+            Self::fresh(sizes, base_offset),
         )
     }
 
@@ -163,11 +170,11 @@ impl ActiveSegment {
         remove_files(vfs, paths);
     }
 
-    fn fresh(config: &TopicConfig, base_offset: u64) -> ResumeState {
+    fn fresh(sizes: &SegmentSizes, base_offset: u64) -> ResumeState {
         ResumeState {
             position: SEGMENT_HEADER_LEN as u64,
             next_offset: base_offset,
-            cadence: IndexCadence::new(config.index_interval_bytes),
+            cadence: IndexCadence::new(sizes.index_interval_bytes),
             offset_entries: 0,
             time_entries: 0,
         }
@@ -177,15 +184,18 @@ impl ActiveSegment {
         vfs: &dyn Vfs,
         paths: &SegmentPaths,
         base_offset: u64,
-        config: &TopicConfig,
+        sizes: &SegmentSizes,
         durability: Durability,
         allocation: u64,
     ) -> io::Result<()> {
         let log = vfs.open(&paths.log, OpenMode::CreateNew)?;
         log.allocate(allocation)?;
         log.write_all_at(&file_header::encode_small(SEGMENT_MAGIC, base_offset), 0)?;
-        let room = index::max_offset_entries(config.segment_bytes, config.index_interval_bytes);
-        let empty = IndexBuilder::new(base_offset, config.index_interval_bytes);
+        let room = (
+            sizes.offset_index_bytes(allocation),
+            sizes.time_index_bytes(allocation),
+        );
+        let empty = IndexBuilder::new(base_offset, sizes.index_interval_bytes);
         match durability {
             Durability::Synced => {
                 log.sync_all()?;
@@ -197,39 +207,48 @@ impl ActiveSegment {
 
     /// Opens existing segment files for appending: the log holds valid batches up to
     /// `state.position` (and zeros or nothing after), the index files hold the given numbers of
-    /// entries.
+    /// entries. The index files are allocated (if they are not yet) for the room the log's
+    /// allocation can need.
     pub(crate) fn open(
         vfs: &dyn Vfs,
         paths: &SegmentPaths,
         base_offset: u64,
-        config: &TopicConfig,
+        sizes: &SegmentSizes,
         state: ResumeState,
     ) -> io::Result<Self> {
-        let capacity = config.segment_bytes;
+        let capacity = sizes.segment_bytes;
         let log_file = vfs.open(&paths.log, OpenMode::ReadWrite)?;
         let allocated = log_file.len()?.max(state.position);
         let index_file = vfs.open(&paths.index, OpenMode::ReadWrite)?;
         let time_file = vfs.open(&paths.time_index, OpenMode::ReadWrite)?;
-        let room = index::max_offset_entries(capacity, config.index_interval_bytes)
-            .max(state.offset_entries);
-        let index_len = index::offset_index_len(room);
-        let time_len = index::time_index_len(room + 1);
-        if index_file.len()? < index_len {
-            index_file.allocate(index_len)?;
-        }
-        if time_file.len()? < time_len {
-            time_file.allocate(time_len)?;
-        }
+        let index_allocated = index_file.len()?.max(
+            sizes
+                .offset_index_bytes(allocated)
+                .max(index::offset_index_len(state.offset_entries)),
+        );
+        let time_allocated = time_file.len()?.max(
+            sizes
+                .time_index_bytes(allocated)
+                .max(index::time_index_len(state.time_entries)),
+        );
+        // Also when the length is already there: a length alone does not mean the blocks
+        // are allocated, and a mapped write must not be the one that allocates them.
+        index_file.allocate(index_allocated)?;
+        time_file.allocate(time_allocated)?;
+        let map_len = |full: u64, allocated: u64| to_usize(full.max(allocated));
         let log_map = SharedMap::new(
             log_file.map(to_usize(capacity), true)?,
             to_usize(state.position),
         );
         let index_map = SharedMap::new(
-            index_file.map(to_usize(index_len), true)?,
+            index_file.map(
+                map_len(sizes.offset_index_map_bytes(), index_allocated),
+                true,
+            )?,
             INDEX_HEADER_LEN + state.offset_entries * OFFSET_ENTRY_LEN,
         );
         let time_map = SharedMap::new(
-            time_file.map(to_usize(time_len), true)?,
+            time_file.map(map_len(sizes.time_index_map_bytes(), time_allocated), true)?,
             SMALL_HEADER_LEN + state.time_entries * TIME_ENTRY_LEN,
         );
         let writer = |map: &Arc<SharedMap>| {
@@ -254,21 +273,30 @@ impl ActiveSegment {
             time_file,
             time,
             cadence: state.cadence,
+            sizes: *sizes,
             position: state.position,
             next_offset: state.next_offset,
             allocated,
+            index_allocated,
+            time_allocated,
             prefaulted: state.position,
+            pace: Pace::default(),
             capacity,
             offset_entries: state.offset_entries,
             time_entries: state.time_entries,
-            index_room: room,
             space: None,
         })
     }
 
-    /// Checks every growth of the log file against the Wharf's disk limits from now on.
+    /// Checks every growth of the files against the Wharf's disk limits from now on.
     pub(crate) fn set_space(&mut self, space: Arc<DiskSpace>) {
         self.space = Some(space);
+    }
+
+    /// Takes over the writer's measured speed from the segment this one follows (a roll), so
+    /// prefaulting goes on from the first append.
+    pub(crate) fn continue_pace(&mut self, previous: &ActiveSegment) {
+        self.pace = previous.pace;
     }
 
     pub(crate) fn view(&self) -> &Arc<SegmentView> {
@@ -346,7 +374,7 @@ impl ActiveSegment {
         self.log.publish(at + plan.length);
         self.view.publish(self.next_offset, plan.max_timestamp);
         if let Some(prefaulter) = prefaulter {
-            self.prefault_ahead(prefaulter);
+            self.prefault_ahead(now, length, prefaulter);
         }
         Ok(())
     }
@@ -356,73 +384,96 @@ impl ActiveSegment {
         self.reserve(end, false)
     }
 
-    /// Makes sure the file's space is reserved up to `end` (doubling the reservation).
-    /// A `speculative` reservation (prefaulting ahead) only checks the disk limits against the
-    /// usage figure as it stands; an append's own one counts again before it gives up.
+    /// Makes sure the files' space is reserved up to `end` of the log (doubling the log's
+    /// allocation, the index files growing with it). A `speculative` reservation (prefaulting
+    /// ahead) only checks the disk limits against the usage figure as it stands; an append's
+    /// own one counts again before it gives up. On failure the log's allocation is unchanged.
     fn reserve(&mut self, end: u64, speculative: bool) -> io::Result<()> {
-        if end > self.allocated {
-            let doubled = (self.allocated * 2).max(INITIAL_ALLOCATION_BYTES);
-            let mut grown = doubled.max(end).min(self.capacity);
-            if let Some(space) = &self.space {
-                let more = |to: u64| in_blocks(to).saturating_sub(in_blocks(self.allocated));
-                if speculative {
-                    space.try_reserve(more(grown))?;
-                } else if space.try_reserve(more(grown)).is_err() {
-                    // Near a limit: grow by what this append needs rather than doubling.
-                    grown = end;
-                    space.reserve(more(grown))?;
-                }
-            }
-            self.log_file.allocate(grown)?;
-            self.allocated = grown;
+        if end <= self.allocated {
+            return Ok(());
         }
+        let mut grown = self.sizes.grown_log_allocation(self.allocated, end);
+        if let Some(space) = &self.space {
+            let now = self.sizes.disk_bytes(self.allocated);
+            let more = |to: u64| self.sizes.disk_bytes(to).saturating_sub(now);
+            if speculative {
+                space.try_reserve(more(grown))?;
+            } else if space.try_reserve(more(grown)).is_err() {
+                // Near a limit: grow by what this append needs rather than doubling.
+                grown = end.min(self.capacity);
+                space.reserve(more(grown))?;
+            }
+        }
+        // The index files first: a log allocation always comes with its index room.
+        let index_len = self.sizes.offset_index_bytes(grown);
+        if index_len > self.index_allocated {
+            self.index_file.allocate(index_len)?;
+            self.index_allocated = index_len;
+        }
+        let time_len = self.sizes.time_index_bytes(grown);
+        if time_len > self.time_allocated {
+            self.time_file.allocate(time_len)?;
+            self.time_allocated = time_len;
+        }
+        self.log_file.allocate(grown)?;
+        self.allocated = grown;
         Ok(())
     }
 
-    /// Keeps the next [`PREFAULT_CHUNK_BYTES`] or so after the end faulted in by the prefault
-    /// thread (see [`super::prefault`]), reserving the space first.
-    fn prefault_ahead(&mut self, prefaulter: &Prefaulter) {
-        if self.prefaulted >= self.position + PREFAULT_CHUNK_BYTES / 2
-            || self.prefaulted >= self.capacity
-        {
+    /// Keeps a range ahead of the writer faulted in by the prefault thread (see
+    /// [`super::prefault`]) as far as the writer's speed earns, reserving the space first.
+    #[inline]
+    fn prefault_ahead(&mut self, now: i64, bytes: u64, prefaulter: &Prefaulter) {
+        let lead = self
+            .pace
+            .on_append(now, bytes, prefaulter.flush_interval_ms());
+        if lead == 0 {
             return;
         }
         // Never populate the pages the writer is about to write: both would wait on the same
         // page locks (measured: a 1.5 ms stall after each roll when populating from the end).
-        let start = self.prefaulted.max(self.position + PREFAULT_GAP_BYTES);
-        if start >= self.capacity {
+        let from = self.position + PREFAULT_GAP_BYTES;
+        let end = (from + lead).min(self.capacity);
+        // Top up once the writer has used half the lead: fewer, larger requests.
+        if self.prefaulted.saturating_add(lead / 2) >= end {
             return;
         }
-        let end = (start + PREFAULT_CHUNK_BYTES).min(self.capacity);
-        if self.reserve(end, true).is_err() {
-            // A full disk: the append that needs the space will report it.
+        let start = from.max(self.prefaulted);
+        if start >= end || self.reserve(end, true).is_err() {
+            // Nothing to add, or a full disk: the append that needs the space will report it.
             return;
         }
         prefaulter.request(self.log.map(), start, end - start);
         self.prefaulted = end;
     }
 
+    /// Adds an offset index entry and its time index entry, or neither if either file has
+    /// no room for it (never with the room [`Self::reserve`] makes): the two indexes agree
+    /// entry for entry.
     fn add_index_entries(
         &mut self,
         offset: index_entry::OffsetEntry,
         time: index_entry::TimeEntry,
     ) {
-        if self.offset_entries >= self.index_room {
-            return; // lookups past the last entry scan further; never happens with sane sizes
-        }
         let at = INDEX_HEADER_LEN + self.offset_entries * OFFSET_ENTRY_LEN;
-        if self.index.write(at, &index_entry::encode_offset(offset)) {
-            self.offset_entries += 1;
-            self.index.publish(at + OFFSET_ENTRY_LEN);
+        let time_at = SMALL_HEADER_LEN + self.time_entries * TIME_ENTRY_LEN;
+        let fits = (at + OFFSET_ENTRY_LEN) as u64 <= self.index_allocated
+            && (time_at + TIME_ENTRY_LEN) as u64 <= self.time_allocated;
+        if !fits || !self.index.write(at, &index_entry::encode_offset(offset)) {
+            return; // lookups past the last entry scan further
         }
+        self.offset_entries += 1;
+        self.index.publish(at + OFFSET_ENTRY_LEN);
         self.add_time_entry(time);
     }
 
+    /// Adds a time index entry if its file has room for it.
     fn add_time_entry(&mut self, time: index_entry::TimeEntry) {
         let at = SMALL_HEADER_LEN + self.time_entries * TIME_ENTRY_LEN;
-        if self
-            .time
-            .write(at, &index_entry::encode_time(self.base_offset(), time))
+        if (at + TIME_ENTRY_LEN) as u64 <= self.time_allocated
+            && self
+                .time
+                .write(at, &index_entry::encode_time(self.base_offset(), time))
         {
             self.time_entries += 1;
             self.time.publish(at + TIME_ENTRY_LEN);

@@ -159,8 +159,8 @@ impl IndexCadence {
     }
 }
 
-/// Most offset index entries a segment of `segment_bytes` can need with this interval (every
-/// batch takes at least a header and one minimal record).
+/// Most offset index entries the batches in the first `segment_bytes` of a segment can need
+/// with this interval (every batch takes at least a header and one minimal record).
 pub(crate) fn max_offset_entries(segment_bytes: u64, interval_bytes: u32) -> usize {
     let min_batch = (BATCH_HEADER_LEN + 5) as u64;
     let step = u64::from(interval_bytes).max(min_batch);
@@ -253,15 +253,15 @@ impl IndexBuilder {
 
 /// Writes both index files of a segment from scratch, atomically (each through a temporary
 /// file and a rename; the directory is synced once at the end). With `summary`, the offset
-/// index is marked complete. `room` preallocates space for that many entries (for an active
-/// segment that will keep growing).
+/// index is marked complete. `allocate` gives the offset and time index files space up to
+/// those lengths (for an active segment that will keep growing).
 pub(crate) fn write_index_files(
     vfs: &dyn Vfs,
     paths: &SegmentPaths,
     base_offset: u64,
     builder: &IndexBuilder,
     summary: Option<SegmentSummary>,
-    room: Option<usize>,
+    allocate: Option<(u64, u64)>,
 ) -> io::Result<()> {
     let header = IndexHeader {
         base_offset,
@@ -273,31 +273,30 @@ pub(crate) fn write_index_files(
     let mut times = Vec::with_capacity(SMALL_HEADER_LEN + builder.times.len());
     times.extend_from_slice(&file_header::encode_small(TIME_INDEX_MAGIC, base_offset));
     times.extend_from_slice(&builder.times);
-    let allocate = room.map(|n| (offset_index_len(n), time_index_len(n + 1)));
     replace_file(vfs, &paths.index, &offsets, allocate.map(|a| a.0))?;
     replace_file(vfs, &paths.time_index, &times, allocate.map(|a| a.1))?;
     vfs.sync_dir(paths.log.parent().unwrap_or(std::path::Path::new(".")))
 }
 
-/// Creates the empty index files of a new segment (which must not exist), with room for
-/// `room` entries, without syncing anything: an index is derived data, and the caller syncs
-/// the directory before the segment's data is acknowledged as durable. A crash before that
-/// leaves files that recovery rebuilds or removes.
+/// Creates the empty index files of a new segment (which must not exist), allocated up to
+/// the given lengths (offset index, time index), without syncing anything: an index is
+/// derived data, and the caller syncs the directory before the segment's data is acknowledged
+/// as durable. A crash before that leaves files that recovery rebuilds or removes.
 pub(crate) fn create_index_files(
     vfs: &dyn Vfs,
     paths: &SegmentPaths,
     base_offset: u64,
-    room: usize,
+    (index_len, time_len): (u64, u64),
 ) -> io::Result<()> {
     let header = IndexHeader {
         base_offset,
         summary: None,
     };
     let index = vfs.open(&paths.index, OpenMode::CreateNew)?;
-    index.allocate(offset_index_len(room))?;
+    index.allocate(index_len)?;
     index.write_all_at(&file_header::encode_index(&header), 0)?;
     let times = vfs.open(&paths.time_index, OpenMode::CreateNew)?;
-    times.allocate(time_index_len(room + 1))?;
+    times.allocate(time_len)?;
     times.write_all_at(&file_header::encode_small(TIME_INDEX_MAGIC, base_offset), 0)
 }
 

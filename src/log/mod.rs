@@ -3,6 +3,7 @@
 //! producers or consumers.
 
 mod active;
+mod allocation;
 mod append_plan;
 mod checkpoint;
 mod flush_queue;
@@ -16,10 +17,11 @@ mod recovery;
 mod segment;
 mod space;
 
+pub(crate) use allocation::{FIRST_LOG_ALLOCATION_BYTES, SegmentSizes};
 pub(crate) use flush_queue::FlushQueue;
 pub(crate) use notify::Signal;
 pub(crate) use open_segments::OpenSegments;
-pub(crate) use partition::{PartitionEnv, PartitionLog, Removed, RollHook, new_segment_bytes};
+pub(crate) use partition::{PartitionEnv, PartitionLog, Removed, RollHook};
 pub(crate) use prefault::Prefaulter;
 pub(crate) use segment::ReadLimits;
 pub(crate) use space::DiskSpace;

@@ -24,9 +24,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::active::{
-    ActiveSegment, AppendError, Durability, INITIAL_ALLOCATION_BYTES, SealedSegment,
-};
+use super::active::{ActiveSegment, AppendError, Durability, SealedSegment};
+use super::allocation::SegmentSizes;
 use super::append_plan::{self, PlannedSegment};
 use super::checkpoint::CheckpointFile;
 use super::flush_queue::FlushQueue;
@@ -134,21 +133,11 @@ pub(crate) struct Appended {
     pub rolled: bool,
 }
 
-/// The space a new segment takes at once: its log file's first allocation and its two index
-/// files, preallocated whole (each in whole blocks).
-pub(crate) fn new_segment_bytes(config: &TopicConfig) -> u64 {
-    segment_bytes_allocated(config, INITIAL_ALLOCATION_BYTES)
-}
-
-/// As [`new_segment_bytes`], with the log file allocated up to `log_bytes`.
-fn segment_bytes_allocated(config: &TopicConfig, log_bytes: u64) -> u64 {
-    let room = super::index::max_offset_entries(config.segment_bytes, config.index_interval_bytes);
-    let log_bytes = log_bytes
-        .max(INITIAL_ALLOCATION_BYTES)
-        .min(config.segment_bytes);
-    super::space::in_blocks(log_bytes)
-        + super::space::in_blocks(super::index::offset_index_len(room))
-        + super::space::in_blocks(super::index::time_index_len(room + 1))
+/// The space a new segment takes at once, its log file's first allocation up to `log_bytes`
+/// (or its first allocation if that is more) and its two index files' room for it, in whole
+/// blocks: the same figures [`ActiveSegment::create`] allocates.
+fn segment_bytes_allocated(sizes: &SegmentSizes, log_bytes: u64) -> u64 {
+    sizes.disk_bytes(sizes.first_log_allocation(log_bytes))
 }
 
 /// Why an attempt to append failed.
@@ -234,6 +223,8 @@ pub(crate) struct PartitionLog {
     ctx: ReadCtx,
     dir: PathBuf,
     config: TopicConfig,
+    /// How large its segment files are allocated.
+    sizes: SegmentSizes,
     env: PartitionEnv,
     segments: RwLock<Vec<Arc<Segment>>>,
     writer: Mutex<Option<ActiveSegment>>,
@@ -270,12 +261,14 @@ impl PartitionLog {
         CheckpointFile::create(vfs, &dir.join(layout::CHECKPOINT_FILE), initial)
     }
 
-    /// Opens (and recovers) the partition in `dir`.
+    /// Opens (and recovers) the partition in `dir`, whose segment files are allocated by
+    /// `sizes`.
     pub(crate) fn open(
         topic: Arc<str>,
         partition: u32,
         dir: PathBuf,
         config: TopicConfig,
+        sizes: SegmentSizes,
         env: PartitionEnv,
     ) -> Result<Arc<Self>> {
         let ctx = ReadCtx { topic, partition };
@@ -284,6 +277,7 @@ impl PartitionLog {
             dir: &dir,
             ctx: &ctx,
             config: &config,
+            sizes: &sizes,
             read_only: env.read_only,
             clean: env.clean,
             mode: env.recovery_mode,
@@ -299,7 +293,7 @@ impl PartitionLog {
                 active.set_space(Arc::clone(&env.space));
                 segments.push(Arc::new(Segment::loaded(Arc::clone(active.view()))));
                 let at = (active.position(), active.base_offset());
-                (Some(active), at.0, at.1)
+                (Some(*active), at.0, at.1)
             }
             LastSegment::View(view) => {
                 let at = (view.end_position(), view.base_offset);
@@ -318,6 +312,7 @@ impl PartitionLog {
             ctx,
             dir,
             config,
+            sizes,
             segments: RwLock::new(segments),
             writer: Mutex::new(writer),
             next_offset: AtomicU64::new(next),
@@ -565,7 +560,7 @@ impl PartitionLog {
                         self.env.vfs.as_ref(),
                         &paths,
                         active.next_offset(),
-                        &self.config,
+                        &self.sizes,
                     ) {
                         Ok(next) => next,
                         Err(e) => {
@@ -635,7 +630,7 @@ impl PartitionLog {
     /// log end), and gives the paths.
     fn new_segment_paths(&self, base: u64, log_bytes: u64, force: bool) -> Result<SegmentPaths> {
         let paths = SegmentPaths::new(&self.dir, base);
-        let bytes = segment_bytes_allocated(&self.config, log_bytes);
+        let bytes = segment_bytes_allocated(&self.sizes, log_bytes);
         if force {
             self.env.space.add(bytes);
         } else {
@@ -648,38 +643,34 @@ impl PartitionLog {
         Ok(paths)
     }
 
-    /// Creates and opens the segment at `base`, its log file allocated up to `reserve_to`.
-    /// `force` skips the disk limits (a deletion about to free the old segment needs it).
+    /// Creates and opens the segment at `base`, its log file allocated up to `reserve_to` (or
+    /// its first allocation). `force` skips the disk limits (a deletion about to free the old
+    /// segment needs it).
     fn prepare_segment(&self, base: u64, reserve_to: u64, force: bool) -> Result<ActiveSegment> {
         let paths = self.new_segment_paths(base, reserve_to, force)?;
         let vfs = self.env.vfs.as_ref();
-        let created = ActiveSegment::create(vfs, &paths, base, &self.config, Durability::Deferred)
-            .and_then(|mut next| {
+        let durability = Durability::Deferred;
+        match ActiveSegment::create(vfs, &paths, base, &self.sizes, durability, reserve_to) {
+            Ok(mut next) => {
                 next.set_space(Arc::clone(&self.env.space));
-                next.reserve_to(reserve_to)?;
                 Ok(next)
-            });
-        created.map_err(|e| {
-            ActiveSegment::discard_created(vfs, &paths);
-            self.env.space.freed();
-            Error::space("create", &paths.log, e)
-        })
+            }
+            Err(e) => {
+                // `create` removed what it made.
+                self.env.space.freed();
+                Err(Error::space("create", &paths.log, e))
+            }
+        }
     }
 
     /// Creates the files of the segment at `base` without opening it.
     fn prepare_closed_segment(&self, base: u64, reserve_to: u64) -> Result<SegmentPaths> {
         let paths = self.new_segment_paths(base, reserve_to, false)?;
-        ActiveSegment::create_closed(
-            self.env.vfs.as_ref(),
-            &paths,
-            base,
-            &self.config,
-            reserve_to,
-        )
-        .map_err(|e| {
-            self.env.space.freed();
-            Error::space("create", &paths.log, e)
-        })?;
+        ActiveSegment::create_closed(self.env.vfs.as_ref(), &paths, base, &self.sizes, reserve_to)
+            .map_err(|e| {
+                self.env.space.freed();
+                Error::space("create", &paths.log, e)
+            })?;
         Ok(paths)
     }
 
@@ -705,8 +696,14 @@ impl PartitionLog {
 
     /// Seals the active segment and makes `next` (based at the log end) the active one. Past
     /// [`MAX_UNFINALIZED_SEGMENTS`] sealed segments waiting, syncs and finalizes them here.
-    fn roll_into(self: &Arc<Self>, active: &mut ActiveSegment, next: ActiveSegment) -> Result<()> {
+    fn roll_into(
+        self: &Arc<Self>,
+        active: &mut ActiveSegment,
+        mut next: ActiveSegment,
+    ) -> Result<()> {
         self.make_room_to_roll()?;
+        next.set_space(Arc::clone(&self.env.space));
+        next.continue_pace(active);
         let new_view = Arc::clone(next.view());
         let new_log = Arc::clone(next.log_file());
         let new_index = (next.base_offset(), next.index_files());

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::active::{ActiveSegment, Durability, ResumeState};
+use super::allocation::SegmentSizes;
 use super::checkpoint::CheckpointFile;
 use super::index::{self, IndexBuilder, IndexCadence, IndexData};
 use super::segment::{LogData, ReadCtx, Segment, SegmentView};
@@ -161,6 +162,8 @@ pub(crate) struct PartitionSpec<'a> {
     pub dir: &'a Path,
     pub ctx: &'a ReadCtx,
     pub config: &'a TopicConfig,
+    /// How large the segment files are allocated.
+    pub sizes: &'a SegmentSizes,
     pub read_only: bool,
     /// The Wharf was closed cleanly last time.
     pub clean: bool,
@@ -171,8 +174,8 @@ pub(crate) struct PartitionSpec<'a> {
 /// The last segment of a recovered partition.
 #[derive(Debug)]
 pub(crate) enum LastSegment {
-    /// Ready for appends.
-    Active(ActiveSegment),
+    /// Ready for appends (boxed: it is large next to the other variants).
+    Active(Box<ActiveSegment>),
     /// Read-only open: a view of the recovered data.
     View(Arc<SegmentView>),
     /// Read-only open of a partition with no segment yet.
@@ -280,7 +283,7 @@ pub(crate) fn recover_partition(spec: &PartitionSpec<'_>) -> Result<Recovered> {
             file.write(end)?;
         }
     }
-    let last = LastSegment::Active(active);
+    let last = LastSegment::Active(Box::new(active));
     Ok(Recovered {
         sealed,
         last,
@@ -473,11 +476,12 @@ fn recover_empty(
             spec.vfs,
             &paths,
             cp.next_offset,
-            spec.config,
+            spec.sizes,
             Durability::Synced,
+            0,
         )
         .ctx("create", &paths.log)?;
-        LastSegment::Active(active)
+        LastSegment::Active(Box::new(active))
     };
     Ok(Recovered {
         sealed: Vec::new(),
@@ -975,11 +979,8 @@ fn install(
             report.rewritten_indexes += 1;
             sealed.push(Arc::new(Segment::unloaded(w.base, w.paths)));
         } else {
-            let room = index::max_offset_entries(
-                spec.config.segment_bytes,
-                spec.config.index_interval_bytes,
-            );
-            index::write_index_files(spec.vfs, &w.paths, w.base, &w.builder, None, Some(room))
+            // Opening it for appends allocates the index files' room for the log.
+            index::write_index_files(spec.vfs, &w.paths, w.base, &w.builder, None, None)
                 .ctx("rewrite the index of", &w.paths.index)?;
             report.rewritten_indexes += 1;
             let state = ResumeState {
@@ -990,7 +991,7 @@ fn install(
                 cadence: w.builder.into_cadence(),
             };
             drop(w.log);
-            let segment = ActiveSegment::open(spec.vfs, &w.paths, w.base, spec.config, state)
+            let segment = ActiveSegment::open(spec.vfs, &w.paths, w.base, spec.sizes, state)
                 .ctx("open", &w.paths.log)?;
             active = Some(segment);
         }

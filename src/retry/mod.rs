@@ -40,7 +40,13 @@ pub(crate) const DELAY_TOPIC: &str = "%DELAY%";
 /// The internal group recording the scheduler's progress in [`DELAY_TOPIC`].
 pub(crate) const SCHEDULER_GROUP: &str = "%DELAY%";
 /// Largest record an internal topic takes: a retry copy is its original plus a few headers.
+/// (So their segments keep the default size, 64 MiB: a segment must hold the largest record.)
 const INTERNAL_MAX_MESSAGE_BYTES: u32 = 32 << 20;
+/// An internal topic's log files start at one block: most of them sit idle (one delay
+/// partition per level, 18 by default, and a retry topic per group that ever nacked), and each
+/// partition's empty segment then takes four blocks with its index files and checkpoint. One
+/// that is written grows by doubling as any other (14 doublings to a 64 MiB segment).
+pub(crate) const INTERNAL_FIRST_LOG_ALLOCATION_BYTES: u64 = 4 << 10;
 /// Default retention of dead-letter topics: 7 days, Kafka's default retention.
 pub const DEFAULT_DEAD_LETTER_RETENTION: Duration = Duration::from_secs(7 * 24 * 3_600);
 
