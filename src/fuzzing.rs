@@ -3,10 +3,15 @@
 
 use crate::format::{batch, checkpoint, file_header, index_entry, topic_meta};
 
-/// Decodes `bytes` as a record batch expected at `expected_offset`; returns the number of
-/// records decoded (0 if the batch is rejected).
-pub fn decode_batch(bytes: &[u8], expected_offset: u64) -> usize {
-    let Ok((header, batch_bytes)) = batch::check_batch(bytes, expected_offset) else {
+/// Decodes `bytes` as a record batch of a segment based at `segment_base`, expected at the
+/// offset its header names; returns the number of records decoded (0 if the batch is
+/// rejected).
+pub fn decode_batch(bytes: &[u8], segment_base: u64) -> usize {
+    let Ok(header) = batch::parse_header(bytes, segment_base) else {
+        return 0;
+    };
+    let Ok((header, batch_bytes)) = batch::check_batch(bytes, segment_base, header.base_offset)
+    else {
         return 0;
     };
     let mut decoded = 0;
@@ -240,7 +245,7 @@ fn fix_checksums(name: &str, bytes: &mut [u8]) {
             .and_then(|b| b.try_into().ok())
             .map(|b: [u8; 4]| u32::from_le_bytes(b) as usize)
         {
-            if len < batch::BATCH_HEADER_LEN || at + len > bytes.len() {
+            if len < batch::MIN_BATCH_LEN || at + len > bytes.len() {
                 break;
             }
             fix(bytes, at + 4..at + len, at);

@@ -33,8 +33,8 @@ use wharf::{
 const TOPIC: &str = "t";
 /// Bytes of the `.log` file header (`file_header` module docs).
 const LOG_HEADER_LEN: usize = 32;
-/// Bytes of a batch header (`batch` module docs).
-const BATCH_HEADER_LEN: usize = 40;
+/// Fewest bytes a batch takes (format 2: a 20 B header and a 2 B record).
+const MIN_BATCH_LEN: usize = 22;
 /// Bytes of the `.index` header and of one entry.
 const INDEX_HEADER_LEN: usize = 64;
 const INDEX_ENTRY_LEN: usize = 8;
@@ -300,25 +300,37 @@ impl BatchAt {
 }
 
 /// The batches of an undamaged `.log` file, up to its end or its zeroed preallocated space.
-/// Batch header: crc u32 at 0, length u32 at 4, base offset u64 at 8, record count u32 at 20.
+/// Segment header: the base offset u64 at 16. Batch header (format 2): crc u32 at 0, length
+/// u32 at 4, offset − segment base u32 at 8, then at 17 a varint of the record count − 1.
 fn batches_in(log: &[u8]) -> Vec<BatchAt> {
+    let segment_base = le_u64(&log[16..]);
     let mut out = Vec::new();
     let mut position = LOG_HEADER_LEN;
-    while position + BATCH_HEADER_LEN <= log.len() {
-        let header = &log[position..position + BATCH_HEADER_LEN];
+    while position + MIN_BATCH_LEN <= log.len() {
+        let header = &log[position..];
         let length = le_u32(&header[4..]) as usize;
         if length == 0 {
             break;
         }
         assert!(
-            length >= BATCH_HEADER_LEN && position + length <= log.len(),
+            length >= MIN_BATCH_LEN && position + length <= log.len(),
             "unexpected batch length {length} at {position}"
         );
+        let (mut count, mut shift, mut at) = (0u64, 0, 17);
+        loop {
+            let byte = header[at];
+            count |= u64::from(byte & 0x7f) << shift;
+            at += 1;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
         out.push(BatchAt {
             position,
             length,
-            base_offset: le_u64(&header[8..]),
-            records: u64::from(le_u32(&header[20..])),
+            base_offset: segment_base + u64::from(le_u32(&header[8..])),
+            records: count + 1,
         });
         position += length;
     }
@@ -1507,8 +1519,8 @@ fn damage_followed_by_batches_written_after_it_was_synced_is_reported() {
     let batches = batches_in(&original);
     assert_eq!(batches.len(), 6);
     for damaged in &batches[..5] {
-        // A bit in the middle of the batch's records.
-        let at = damaged.position + damaged.length / 2 + 20;
+        // A bit of the batch's records (its last byte: a record takes at least two).
+        let at = damaged.position + damaged.length - 1;
         let case = fresh_copy(base.path());
         fs::write(
             segment_path(case.path(), 0, "log"),
@@ -1614,7 +1626,8 @@ fn fsync_acknowledged_records_are_checkpointed_within_the_flush_interval() {
     let original = fs::read(segment_path(base.path(), 0, "log")).unwrap();
     let last = *batches_in(&original).last().unwrap();
     let case = fresh_copy(base.path());
-    let at = last.position + last.length / 2 + 20;
+    // A bit of the last batch's records (its last byte: a record takes at least two).
+    let at = last.position + last.length - 1;
     fs::write(
         segment_path(case.path(), 0, "log"),
         flipped(&original, at * 8),

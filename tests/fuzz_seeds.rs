@@ -187,6 +187,19 @@ fn partition_files(config: TopicConfig, records: u8, payload_len: u8) -> [Vec<u8
     ]
 }
 
+/// Bytes of the header of `batch` (its fixed part, then three varints: see
+/// `src/format/batch.rs`).
+fn batch_header_len(batch: &[u8]) -> usize {
+    let mut at = 17;
+    for _ in 0..3 {
+        while batch[at] & 0x80 != 0 {
+            at += 1;
+        }
+        at += 1;
+    }
+    at
+}
+
 /// One batch of three records (a key, headers, fixed timestamps, one earlier than the
 /// first), as stored at offset 0.
 fn valid_batch() -> Vec<u8> {
@@ -309,7 +322,11 @@ fn write_seeds() {
         "bit_flipped",
         &flip(&batch, batch.len() - 3),
     );
-    write("batch_decode", "header_only", &batch[..40]);
+    write(
+        "batch_decode",
+        "header_only",
+        &batch[..batch_header_len(&batch)],
+    );
 
     let indexed = TopicConfig::default().index_interval_bytes(64);
     let [_, index, time_index, checkpoint, topic_conf] = partition_files(indexed, 40, 40);

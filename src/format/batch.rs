@@ -1,24 +1,43 @@
 //! Record batches: the unit appended to a segment, checked as a whole by one CRC32C.
 //!
-//! A batch is a fixed header followed by its records. All integers little-endian.
+//! A batch is a header followed by its records. Fixed-width integers are little-endian;
+//! varints are LEB128 (see [`super::varint`]), zigzag where a field can be negative.
 //!
 //! | position | size | field |
 //! |---------:|-----:|-------|
 //! | 0  | 4 | `crc`: CRC32C of bytes `[4, length)`: every other header field and the records |
 //! | 4  | 4 | `length`: bytes of the whole batch, header included |
-//! | 8  | 8 | `base_offset`: offset of the first record |
-//! | 16 | 1 | `version`: 1 (0 is never valid, so zeroed space is never a batch) |
-//! | 17 | 3 | `durable_lag` (24 bits): when the batch was written, every offset below `base_offset - durable_lag` was on stable storage; `0xFFFFFF`: no such claim |
-//! | 20 | 4 | `record_count`: at least 1 |
-//! | 24 | 8 | `first_timestamp`: ms since the epoch, of the first record |
-//! | 32 | 8 | `max_timestamp`: largest record timestamp in the batch |
-//! | 40 | … | records |
+//! | 8  | 4 | `offset_delta`: offset of the first record − the segment's base offset |
+//! | 12 | 1 | `version`: 2 (0 is never valid, so zeroed space is never a batch; 1 was wharf 0.1's) |
+//! | 13 | 1 | `attributes`, see below |
+//! | 14 | 3 | `durable_lag` (24 bits): when the batch was written, every offset below `base_offset - durable_lag` was on stable storage; `0xFFFFFF`: no such claim |
+//! | 17 | varint | `record_count − 1` |
+//! | … | zigzag varint | `first_timestamp`: ms since the epoch, of the first record |
+//! | … | varint | `max_timestamp − first_timestamp` (wrapping, as u64): the largest record timestamp |
+//! | … | varint ×3 | only with the `producer` attribute: `producer_id`, `producer_epoch` (≤ u16), `base_sequence` (≤ u32): the idempotent producer's stamp of the first record |
+//! | … | … | records |
 //!
-//! The CRC covers every header field but itself, the base offset and length included, so a
-//! batch copied to the wrong place, or a stale batch left in reused space, fails the check
-//! against the offset the reader expects. It comes first so that the bytes it covers are
-//! contiguous: one CRC pass per batch on the append path. A `length` of 0 marks the end of the
-//! written part of a preallocated segment.
+//! Attributes (bits of byte 13):
+//!
+//! | bits | meaning |
+//! |-----:|---------|
+//! | 0-2 | compression codec of the records section: 0 none (the only one this version writes or reads) |
+//! | 3 | `transactional`: the records belong to a transaction (not written by this version) |
+//! | 4 | `control`: the batch holds a transaction marker, not user records (not written by this version) |
+//! | 5 | `producer`: the producer stamp fields are present |
+//! | 6 | `no_keys`: no record has a key; records omit the key field |
+//! | 7 | `no_headers`: no record has headers; records omit the value length and header count |
+//!
+//! A reader that finds a codec, `transactional` or `control` it does not support refuses the
+//! batch ([`BatchError::Unsupported`]) rather than deliver what it cannot interpret.
+//!
+//! The CRC covers every header field but itself, the offset and length included, so a batch
+//! copied to the wrong place, or a stale batch left in reused space, fails the check against
+//! the offset the reader expects. It comes first so that the bytes it covers are contiguous:
+//! one CRC pass per batch on the append path. A `length` of 0 marks the end of the written
+//! part of a preallocated segment. The offset is stored relative to the segment (which
+//! names its base offset in its file name and header): a segment never holds more records
+//! than bytes, and segments are smaller than 2 GiB, so it fits 32 bits.
 //!
 //! The durable lag lets recovery tell damage from a torn write. A power loss can keep any
 //! subset of the pages written since the last sync, so a torn batch may be followed by valid
@@ -27,20 +46,24 @@
 //! and is reported. The claim is taken from the durable offset as the writer last saw it, so
 //! it never says more than was true (a stale view only says less).
 //!
-//! Each record (varints are LEB128, see [`super::varint`]):
+//! Each record:
 //!
 //! | field | encoding |
 //! |-------|----------|
 //! | `body_length` | varint: bytes of the record after this field |
 //! | `timestamp_delta` | zigzag varint: record timestamp − `first_timestamp` |
-//! | `key_length` | varint: 0 = no key, n + 1 = a key of n bytes |
+//! | `key_length` | absent with `no_keys`; else varint: 0 = no key, n + 1 = a key of n bytes |
 //! | `key` | bytes |
-//! | `value_length` | varint |
+//! | `value_length` | absent with `no_headers` (the value is the rest of the body); else varint |
 //! | `value` | bytes |
-//! | `header_count` | varint |
+//! | `header_count` | absent with `no_headers`; else varint |
 //! | headers | per header: name length (varint), name (UTF-8), value length (varint), value |
 //!
 //! A record's offset is `base_offset` plus its index in the batch.
+//!
+//! What a record costs: a keyless 100 B record without headers takes 102 B in a batch of
+//! many (2 B of framing), and a batch of one such record 127 B (a 25 B header at today's
+//! timestamps, whose zigzag varint takes 6 bytes).
 
 use std::ops::Range;
 
@@ -48,24 +71,83 @@ use super::cursor::{Reader, Writer};
 use super::record::Record;
 use super::varint;
 
-/// Bytes of the fixed batch header.
-pub(crate) const BATCH_HEADER_LEN: usize = 40;
+/// Bytes of the fixed part of a batch header (before its varints).
+const FIXED_HEADER_LEN: usize = 17;
+/// Fewest bytes a batch header takes (every varint one byte).
+pub(crate) const MIN_HEADER_LEN: usize = FIXED_HEADER_LEN + 3;
+/// Most bytes a batch header takes (every varint at its longest).
+pub(crate) const MAX_HEADER_LEN: usize = FIXED_HEADER_LEN + 5 + 10 + 10 + 10 + 3 + 5;
+/// Fewest bytes a record takes inside a batch (a body length and a timestamp delta).
+const MIN_RECORD_LEN: usize = 2;
+/// Fewest bytes a batch takes.
+pub(crate) const MIN_BATCH_LEN: usize = MIN_HEADER_LEN + MIN_RECORD_LEN;
 /// The `durable_lag` of a batch that claims nothing (or lags 16 M records or more).
 pub(crate) const NO_DURABLE_CLAIM: u32 = (1 << 24) - 1;
 /// Batch format version.
-pub(crate) const BATCH_VERSION: u8 = 1;
+pub(crate) const BATCH_VERSION: u8 = 2;
 
 const CRC_LEN: usize = 4;
 const LENGTH_POS: usize = CRC_LEN;
-const BASE_OFFSET_POS: usize = LENGTH_POS + 4;
+const OFFSET_DELTA_POS: usize = LENGTH_POS + 4;
 /// Position of the version byte in a batch header.
-pub(crate) const VERSION_POS: usize = BASE_OFFSET_POS + 8;
-const COUNT_POS: usize = VERSION_POS + 4;
-const FIRST_TS_POS: usize = COUNT_POS + 4;
-const MAX_TS_POS: usize = FIRST_TS_POS + 8;
-const _: () = assert!(MAX_TS_POS + 8 == BATCH_HEADER_LEN);
+pub(crate) const VERSION_POS: usize = OFFSET_DELTA_POS + 4;
+const _: () = assert!(VERSION_POS + 1 + 1 + 3 == FIXED_HEADER_LEN);
 
-/// The parsed fixed header of a batch.
+/// The attribute bits (see the module docs).
+mod attr {
+    pub const CODEC_MASK: u8 = 0b0000_0111;
+    pub const TRANSACTIONAL: u8 = 1 << 3;
+    pub const CONTROL: u8 = 1 << 4;
+    pub const PRODUCER: u8 = 1 << 5;
+    pub const NO_KEYS: u8 = 1 << 6;
+    pub const NO_HEADERS: u8 = 1 << 7;
+}
+
+/// An idempotent producer's stamp on a batch: who wrote it, and the sequence number of its
+/// first record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProducerStamp {
+    pub producer_id: u64,
+    pub producer_epoch: u16,
+    pub base_sequence: u32,
+}
+
+/// How the records of a batch are laid out: which optional record fields they all omit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct RecordLayout {
+    no_keys: bool,
+    no_headers: bool,
+}
+
+impl RecordLayout {
+    /// The most compact layout that holds every one of `records`.
+    pub(crate) fn for_records(records: &[&Record]) -> Self {
+        RecordLayout {
+            no_keys: records.iter().all(|r| r.key.is_none()),
+            no_headers: records.iter().all(|r| r.headers.is_empty()),
+        }
+    }
+
+    /// The layout with every field: what [`Record::encoded_len`] measures.
+    const FULL: RecordLayout = RecordLayout {
+        no_keys: false,
+        no_headers: false,
+    };
+
+    fn bits(self) -> u8 {
+        (if self.no_keys { attr::NO_KEYS } else { 0 })
+            | (if self.no_headers { attr::NO_HEADERS } else { 0 })
+    }
+
+    fn from_bits(attributes: u8) -> Self {
+        RecordLayout {
+            no_keys: attributes & attr::NO_KEYS != 0,
+            no_headers: attributes & attr::NO_HEADERS != 0,
+        }
+    }
+}
+
+/// The parsed header of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BatchHeader {
     pub base_offset: u64,
@@ -76,6 +158,11 @@ pub(crate) struct BatchHeader {
     pub max_timestamp: i64,
     /// See the layout: at most [`NO_DURABLE_CLAIM`].
     pub durable_lag: u32,
+    /// Bytes of the header: the records start here.
+    pub header_len: u32,
+    /// The idempotent producer's stamp, if the batch has one.
+    pub producer: Option<ProducerStamp>,
+    layout: RecordLayout,
 }
 
 impl BatchHeader {
@@ -123,6 +210,9 @@ pub(crate) enum BatchError {
         found: u64,
     },
     BadRecord(&'static str),
+    BadHeader(&'static str),
+    /// A valid batch using a feature this version does not read.
+    Unsupported(&'static str),
 }
 
 impl std::fmt::Display for BatchError {
@@ -131,6 +221,10 @@ impl std::fmt::Display for BatchError {
             BatchError::Truncated => write!(f, "batch is cut short"),
             BatchError::EndOfData => write!(f, "zeroed space where a batch was expected"),
             BatchError::BadLength(len) => write!(f, "impossible batch length {len}"),
+            BatchError::BadVersion(1) => write!(
+                f,
+                "batch format 1 (wharf 0.1) is not read by this version, which reads format {BATCH_VERSION}"
+            ),
             BatchError::BadVersion(v) => write!(f, "unknown batch version {v}"),
             BatchError::BadRecordCount => write!(f, "record count does not match the records"),
             BatchError::BadCrc { stored, computed } => {
@@ -146,51 +240,116 @@ impl std::fmt::Display for BatchError {
                 )
             }
             BatchError::BadRecord(what) => write!(f, "malformed record: {what}"),
+            BatchError::BadHeader(what) => write!(f, "malformed batch header: {what}"),
+            BatchError::Unsupported(what) => {
+                write!(f, "the batch uses {what}, which this version does not read")
+            }
         }
     }
 }
 
-/// Encoded length of `record` (its length prefix included) when its timestamp is
-/// `timestamp_delta` from the batch's first timestamp.
+/// Encoded length of `record` in the full layout (every field present; its length prefix
+/// included) when its timestamp is `timestamp_delta` from the batch's first timestamp: an
+/// upper bound of its length in any batch.
 pub(crate) fn record_len(record: &Record, timestamp_delta: i64) -> usize {
-    let body = record_body_len(record, timestamp_delta);
+    record_len_in(record, timestamp_delta, RecordLayout::FULL)
+}
+
+fn record_len_in(record: &Record, timestamp_delta: i64, layout: RecordLayout) -> usize {
+    let body = record_body_len(record, timestamp_delta, layout);
     varint::encoded_len(body as u64) + body
 }
 
-fn record_body_len(record: &Record, timestamp_delta: i64) -> usize {
+fn record_body_len(record: &Record, timestamp_delta: i64, layout: RecordLayout) -> usize {
     let key_field = match &record.key {
+        _ if layout.no_keys => 0,
         Some(key) => varint::encoded_len(key.len() as u64 + 1) + key.len(),
         None => 1,
     };
-    let headers: usize = record
-        .headers
-        .iter()
-        .map(|h| {
-            varint::encoded_len(h.key.len() as u64)
-                + h.key.len()
-                + varint::encoded_len(h.value.len() as u64)
-                + h.value.len()
-        })
-        .sum();
+    let framing = if layout.no_headers {
+        0
+    } else {
+        let headers: usize = record
+            .headers
+            .iter()
+            .map(|h| {
+                varint::encoded_len(h.key.len() as u64)
+                    + h.key.len()
+                    + varint::encoded_len(h.value.len() as u64)
+                    + h.value.len()
+            })
+            .sum();
+        varint::encoded_len(record.payload.len() as u64)
+            + varint::encoded_len(record.headers.len() as u64)
+            + headers
+    };
     varint::encoded_len(varint::zigzag(timestamp_delta))
         + key_field
-        + varint::encoded_len(record.payload.len() as u64)
         + record.payload.len()
-        + varint::encoded_len(record.headers.len() as u64)
-        + headers
+        + framing
 }
 
 /// The largest batch a single record of `max_message_bytes` can produce.
 pub(crate) fn max_batch_len_for_record(max_message_bytes: u32) -> u64 {
-    BATCH_HEADER_LEN as u64 + u64::from(max_message_bytes)
+    MAX_HEADER_LEN as u64 + u64::from(max_message_bytes)
 }
 
-/// Plans a batch: the timestamps each record gets and the total length.
+/// Plans a batch: the timestamps each record gets, its layout and the total length.
 #[derive(Debug, Clone)]
 pub(crate) struct BatchPlan {
     pub first_timestamp: i64,
     pub max_timestamp: i64,
     pub length: usize,
+    layout: RecordLayout,
+    producer: Option<ProducerStamp>,
+}
+
+impl BatchPlan {
+    /// Header length of a batch of `record_count` records with this plan's timestamps.
+    fn header_len(&self, record_count: usize) -> usize {
+        header_len(
+            record_count,
+            self.first_timestamp,
+            self.max_timestamp,
+            self.producer.as_ref(),
+        )
+    }
+}
+
+#[cfg(test)]
+impl BatchPlan {
+    /// This plan with the producer stamp `stamp` (its length grows by the stamp's).
+    fn stamped(mut self, stamp: ProducerStamp, record_count: usize) -> Self {
+        let before = self.header_len(record_count);
+        self.producer = Some(stamp);
+        self.length += self.header_len(record_count) - before;
+        self
+    }
+}
+
+/// `max − first` as stored in a batch header (max ≥ first; the bits as they are otherwise,
+/// undone by `wrapping_add_unsigned`).
+fn timestamp_spread(first: i64, max: i64) -> u64 {
+    u64::from_le_bytes(max.wrapping_sub(first).to_le_bytes())
+}
+
+/// Bytes of the header of a batch with these fields.
+fn header_len(
+    record_count: usize,
+    first_timestamp: i64,
+    max_timestamp: i64,
+    producer: Option<&ProducerStamp>,
+) -> usize {
+    let producer = producer.map_or(0, |p| {
+        varint::encoded_len(p.producer_id)
+            + varint::encoded_len(u64::from(p.producer_epoch))
+            + varint::encoded_len(u64::from(p.base_sequence))
+    });
+    FIXED_HEADER_LEN
+        + varint::encoded_len(record_count.saturating_sub(1) as u64)
+        + varint::encoded_len(varint::zigzag(first_timestamp))
+        + varint::encoded_len(timestamp_spread(first_timestamp, max_timestamp))
+        + producer
 }
 
 /// The timestamp `record` is stored with when appended at `now`.
@@ -208,31 +367,44 @@ pub(crate) fn plan_batch(records: &[&Record], now: i64) -> BatchPlan {
 }
 
 /// Plans one batch holding the longest prefix of `records` that fits in `limit` bytes;
-/// returns how many records it holds (0 if not even the first fits) and the plan.
+/// returns how many records it holds (0 if not even the first fits) and the plan. The
+/// layout is the one all of `records` fit (so every prefix fits it too).
 pub(crate) fn plan_prefix(records: &[&Record], now: i64, limit: usize) -> (usize, BatchPlan) {
     let first_timestamp = records.first().map_or(now, |r| effective_timestamp(r, now));
     let mut plan = BatchPlan {
         first_timestamp,
         max_timestamp: first_timestamp,
-        length: BATCH_HEADER_LEN,
+        length: 0,
+        layout: RecordLayout::for_records(records),
+        producer: None,
     };
+    let mut body = 0usize;
     for (i, record) in records.iter().enumerate() {
         let ts = effective_timestamp(record, now);
-        let length = plan.length + record_len(record, ts.wrapping_sub(first_timestamp));
+        let record_len = record_len_in(record, ts.wrapping_sub(first_timestamp), plan.layout);
+        let max_timestamp = plan.max_timestamp.max(ts);
+        let header_len = header_len(i + 1, first_timestamp, max_timestamp, None);
+        let length = header_len + body + record_len;
         if length > limit {
+            if i == 0 {
+                plan.length = plan.header_len(1);
+            }
             return (i, plan);
         }
+        body += record_len;
         plan.length = length;
-        plan.max_timestamp = plan.max_timestamp.max(ts);
+        plan.max_timestamp = max_timestamp;
     }
     (records.len(), plan)
 }
 
-/// Encodes `records` as one batch into `dst`, which must be exactly `plan.length` bytes, with
-/// `durable_lag` ([`durable_lag`]). Returns `false` (with `dst` in an unspecified state) only
-/// if `dst` has the wrong size.
+/// Encodes `records` as one batch into `dst`, which must be exactly `plan.length` bytes, at
+/// `base_offset` in the segment starting at `segment_base`, with `durable_lag`
+/// ([`durable_lag`]). Returns `false` (with `dst` in an unspecified state) only if `dst` has
+/// the wrong size or the offset does not fit the segment.
 pub(crate) fn encode_batch(
     dst: &mut [u8],
+    segment_base: u64,
     base_offset: u64,
     records: &[&Record],
     plan: &BatchPlan,
@@ -242,32 +414,45 @@ pub(crate) fn encode_batch(
     let Ok(length) = u32::try_from(plan.length) else {
         return false;
     };
-    let Ok(count) = u32::try_from(records.len()) else {
+    let Some(offset_delta) = base_offset
+        .checked_sub(segment_base)
+        .and_then(|d| u32::try_from(d).ok())
+    else {
         return false;
     };
-    if dst.len() != plan.length || count == 0 {
+    if dst.len() != plan.length || records.is_empty() {
         return false;
     }
-    // The fixed header is built in a stack array (its bounds checks fold away) and copied once.
-    let mut header = [0u8; BATCH_HEADER_LEN];
-    let mut w = Writer::new(&mut header);
+    let header_len = plan.header_len(records.len());
+    let mut w = Writer::new(dst);
     w.skip(CRC_LEN);
     w.u32(length);
-    w.u64(base_offset);
+    w.u32(offset_delta);
     w.u8(BATCH_VERSION);
+    let producer_bit = if plan.producer.is_some() {
+        attr::PRODUCER
+    } else {
+        0
+    };
+    w.u8(plan.layout.bits() | producer_bit);
     let lag = durable_lag.min(NO_DURABLE_CLAIM).to_le_bytes();
     w.bytes(lag.get(..3).unwrap_or_default());
-    w.u32(count);
-    w.i64(plan.first_timestamp);
-    w.i64(plan.max_timestamp);
-    let (head, body) = dst.split_at_mut(BATCH_HEADER_LEN.min(dst.len()));
-    head.copy_from_slice(&header);
-    let mut w = Writer::new(body);
+    w.varint(records.len() as u64 - 1);
+    w.varint(varint::zigzag(plan.first_timestamp));
+    w.varint(timestamp_spread(plan.first_timestamp, plan.max_timestamp));
+    if let Some(p) = plan.producer {
+        w.varint(p.producer_id);
+        w.varint(u64::from(p.producer_epoch));
+        w.varint(u64::from(p.base_sequence));
+    }
+    if w.position() != header_len {
+        return false;
+    }
     for record in records {
         let delta = effective_timestamp(record, now).wrapping_sub(plan.first_timestamp);
-        encode_record(&mut w, record, delta);
+        encode_record(&mut w, record, delta, plan.layout);
     }
-    if w.overflowed() || w.position() + BATCH_HEADER_LEN != plan.length {
+    if w.overflowed() || w.position() != plan.length {
         return false;
     }
     let crc = batch_crc(dst);
@@ -280,15 +465,21 @@ pub(crate) fn encode_batch(
     }
 }
 
-fn encode_record(w: &mut Writer<'_>, record: &Record, timestamp_delta: i64) {
-    w.varint(record_body_len(record, timestamp_delta) as u64);
+fn encode_record(w: &mut Writer<'_>, record: &Record, timestamp_delta: i64, layout: RecordLayout) {
+    w.varint(record_body_len(record, timestamp_delta, layout) as u64);
     w.varint(varint::zigzag(timestamp_delta));
-    match &record.key {
-        Some(key) => {
-            w.varint(key.len() as u64 + 1);
-            w.bytes(key);
+    if !layout.no_keys {
+        match &record.key {
+            Some(key) => {
+                w.varint(key.len() as u64 + 1);
+                w.bytes(key);
+            }
+            None => w.varint(0),
         }
-        None => w.varint(0),
+    }
+    if layout.no_headers {
+        w.bytes(&record.payload);
+        return;
     }
     w.varint(record.payload.len() as u64);
     w.bytes(&record.payload);
@@ -307,41 +498,82 @@ pub(crate) fn batch_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(batch.get(CRC_LEN..).unwrap_or_default())
 }
 
-/// Parses and checks the fixed header at the front of `bytes` (which may extend past the
-/// batch). Does not check the CRC.
-pub(crate) fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+/// Parses and checks the header at the front of `bytes` (which may extend past the batch)
+/// of a batch in the segment starting at `segment_base`. Does not check the CRC.
+pub(crate) fn parse_header(bytes: &[u8], segment_base: u64) -> Result<BatchHeader, BatchError> {
     let mut r = Reader::new(bytes);
-    let (Some(crc), Some(length), Some(base_offset)) = (r.u32(), r.u32(), r.u64()) else {
+    let (Some(crc), Some(length), Some(offset_delta)) = (r.u32(), r.u32(), r.u32()) else {
         return Err(BatchError::Truncated);
     };
     if length == 0 {
         return Err(BatchError::EndOfData);
     }
-    let (Some(version), Some(lag), Some(record_count)) = (r.u8(), r.array::<3>(), r.u32()) else {
-        return Err(BatchError::Truncated);
-    };
-    let (Some(first_timestamp), Some(max_timestamp)) = (r.i64(), r.i64()) else {
+    let (Some(version), Some(attributes), Some(lag)) = (r.u8(), r.u8(), r.array::<3>()) else {
         return Err(BatchError::Truncated);
     };
     if version != BATCH_VERSION {
         return Err(BatchError::BadVersion(version));
     }
-    if record_count == 0 {
-        return Err(BatchError::BadRecordCount);
+    let (Some(count_minus_one), Some(first_timestamp), Some(max_delta)) =
+        (r.varint(), r.varint(), r.varint())
+    else {
+        return Err(BatchError::Truncated);
+    };
+    let producer = if attributes & attr::PRODUCER == 0 {
+        None
+    } else {
+        let (Some(producer_id), Some(epoch), Some(sequence)) = (r.varint(), r.varint(), r.varint())
+        else {
+            return Err(BatchError::Truncated);
+        };
+        let (Ok(producer_epoch), Ok(base_sequence)) =
+            (u16::try_from(epoch), u32::try_from(sequence))
+        else {
+            return Err(BatchError::BadHeader("producer stamp out of range"));
+        };
+        Some(ProducerStamp {
+            producer_id,
+            producer_epoch,
+            base_sequence,
+        })
+    };
+    if attributes & attr::CODEC_MASK != 0 {
+        return Err(BatchError::Unsupported("a compression codec"));
     }
-    // Every record takes at least 5 bytes (length, delta, key, value length, header count).
-    if u64::from(length) < BATCH_HEADER_LEN as u64 + 5 * u64::from(record_count) {
+    if attributes & (attr::TRANSACTIONAL | attr::CONTROL) != 0 {
+        return Err(BatchError::Unsupported("transactions"));
+    }
+    let record_count = u32::try_from(count_minus_one)
+        .ok()
+        .and_then(|c| c.checked_add(1))
+        .ok_or(BatchError::BadRecordCount)?;
+    let header_len = r.position();
+    let min_len = header_len as u64 + MIN_RECORD_LEN as u64 * u64::from(record_count);
+    if u64::from(length) < min_len {
         return Err(BatchError::BadLength(length));
     }
-    let [l0, l1, l2] = lag;
+    let base_offset = segment_base
+        .checked_add(u64::from(offset_delta))
+        .ok_or(BatchError::BadHeader("offset past the largest offset"))?;
+    let first_timestamp = varint::unzigzag(first_timestamp);
     Ok(BatchHeader {
         base_offset,
         length,
         crc,
         record_count,
         first_timestamp,
-        max_timestamp,
-        durable_lag: u32::from_le_bytes([l0, l1, l2, 0]),
+        max_timestamp: first_timestamp.wrapping_add_unsigned(max_delta),
+        durable_lag: {
+            let [l0, l1, l2] = lag;
+            u32::from_le_bytes([l0, l1, l2, 0])
+        },
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "at most MAX_HEADER_LEN, checked against the u32 length above"
+        )]
+        header_len: header_len as u32,
+        producer,
+        layout: RecordLayout::from_bits(attributes),
     })
 }
 
@@ -366,24 +598,17 @@ pub(crate) fn verify_batch<'a>(
     }
 }
 
-/// Parses the header at the front of `bytes`, checks that the batch is the one expected at
-/// `expected_offset`, that it is complete within `bytes`, and that its CRC matches. Returns
-/// the header and the batch's bytes.
+/// Parses the header at the front of `bytes` (a batch of the segment starting at
+/// `segment_base`), checks that the batch is the one expected at `expected_offset`, that it
+/// is complete within `bytes`, and that its CRC matches. Returns the header and the batch's
+/// bytes.
 pub(crate) fn check_batch(
     bytes: &[u8],
+    segment_base: u64,
     expected_offset: u64,
 ) -> Result<(BatchHeader, &[u8]), BatchError> {
-    let header = parse_header(bytes)?;
-    let batch = bytes
-        .get(..header.length as usize)
-        .ok_or(BatchError::Truncated)?;
-    let computed = batch_crc(batch);
-    if computed != header.crc {
-        return Err(BatchError::BadCrc {
-            stored: header.crc,
-            computed,
-        });
-    }
+    let header = parse_header(bytes, segment_base)?;
+    let batch = verify_batch(bytes, &header)?;
     if header.base_offset != expected_offset {
         return Err(BatchError::UnexpectedOffset {
             expected: expected_offset,
@@ -413,12 +638,12 @@ pub(crate) fn decode_records(
     header: &BatchHeader,
     mut f: impl FnMut(RecordSpan),
 ) -> Result<(), BatchError> {
-    if batch.len() < BATCH_HEADER_LEN || u32::try_from(batch.len()).is_err() {
+    let mut at = header.header_len as usize;
+    if batch.len() < at || u32::try_from(batch.len()).is_err() {
         return Err(BatchError::Truncated);
     }
-    let mut at = BATCH_HEADER_LEN;
     for index in 0..header.record_count {
-        let (span, next) = decode_record(batch, at, index, header.first_timestamp)?;
+        let (span, next) = decode_record(batch, at, index, header)?;
         f(span);
         at = next;
     }
@@ -484,7 +709,7 @@ fn decode_record(
     batch: &[u8],
     at: usize,
     index: u32,
-    first_ts: i64,
+    header: &BatchHeader,
 ) -> Result<(RecordSpan, usize), BatchError> {
     let mut outer = Fields {
         bytes: batch,
@@ -499,10 +724,28 @@ fn decode_record(
         end: body.end as usize,
     };
     let delta = varint::unzigzag(b.varint()?);
-    let key = match b.varint()? {
-        0 => None,
-        n => Some(b.take(n - 1)?),
+    let key = if header.layout.no_keys {
+        None
+    } else {
+        match b.varint()? {
+            0 => None,
+            n => Some(b.take(n - 1)?),
+        }
     };
+    let timestamp = header.first_timestamp.wrapping_add(delta);
+    if header.layout.no_headers {
+        // The value is the rest of the body.
+        let value = b.take(b.end.saturating_sub(b.pos) as u64)?;
+        let span = RecordSpan {
+            index,
+            timestamp,
+            key,
+            value,
+            headers: body.end..body.end,
+            header_count: 0,
+        };
+        return Ok((span, body.end as usize));
+    }
     let value_len = b.varint()?;
     let value = b.take(value_len)?;
     let header_count = u32::try_from(b.varint()?).map_err(|_| SHORT)?;
@@ -522,7 +765,7 @@ fn decode_record(
     }
     let span = RecordSpan {
         index,
-        timestamp: first_ts.wrapping_add(delta),
+        timestamp,
         key,
         value,
         headers: headers_start..body.end,
@@ -574,16 +817,27 @@ mod tests {
     use crate::clock::Timestamp;
     use proptest::prelude::*;
 
+    /// The base offset of the segment the test batches are in.
+    const SEGMENT_BASE: u64 = 1_000_000;
+
     fn encode(records: &[Record], base: u64, now: i64) -> Vec<u8> {
         let refs: Vec<&Record> = records.iter().collect();
         let plan = plan_batch(&refs, now);
         let mut buf = vec![0u8; plan.length];
-        assert!(encode_batch(&mut buf, base, &refs, &plan, now, 7));
+        assert!(encode_batch(
+            &mut buf,
+            SEGMENT_BASE,
+            base,
+            &refs,
+            &plan,
+            now,
+            7
+        ));
         buf
     }
 
     fn decode(batch: &[u8], base: u64) -> Vec<RecordSpan> {
-        let (header, batch) = check_batch(batch, base).expect("valid batch");
+        let (header, batch) = check_batch(batch, SEGMENT_BASE, base).expect("valid batch");
         let mut spans = Vec::new();
         decode_records(batch, &header, |s| spans.push(s)).expect("valid records");
         spans
@@ -599,13 +853,13 @@ mod tests {
             Record::new("t", "").timestamp(Timestamp::from_millis(5)),
             Record::new("t", vec![7u8; 300]),
         ];
-        let batch = encode(&records, 42, 1_000);
-        let header = parse_header(&batch).unwrap();
-        assert_eq!(header.base_offset, 42);
+        let batch = encode(&records, SEGMENT_BASE + 42, 1_000);
+        let header = parse_header(&batch, SEGMENT_BASE).unwrap();
+        assert_eq!(header.base_offset, SEGMENT_BASE + 42);
         assert_eq!(header.record_count, 3);
         assert_eq!(header.first_timestamp, 1_000);
         assert_eq!(header.max_timestamp, 1_000);
-        let spans = decode(&batch, 42);
+        let spans = decode(&batch, SEGMENT_BASE + 42);
         let slice = |r: &Range<u32>| &batch[r.start as usize..r.end as usize];
         assert_eq!(slice(spans[0].key.as_ref().unwrap()), b"k1");
         assert_eq!(slice(&spans[0].value), b"v1");
@@ -620,37 +874,41 @@ mod tests {
 
     #[test]
     fn zeros_are_end_of_data_not_a_batch() {
-        assert_eq!(parse_header(&[0u8; 64]), Err(BatchError::EndOfData));
+        assert_eq!(parse_header(&[0u8; 64], 0), Err(BatchError::EndOfData));
     }
 
     #[test]
     fn crc_covers_base_offset_and_length() {
-        let batch = encode(&[Record::new("t", "payload")], 7, 1);
+        let batch = encode(&[Record::new("t", "payload")], SEGMENT_BASE + 7, 1);
         // Expecting another offset is caught even though the batch is intact.
         assert_eq!(
-            check_batch(&batch, 8).map(|_| ()),
+            check_batch(&batch, SEGMENT_BASE, SEGMENT_BASE + 8).map(|_| ()),
             Err(BatchError::UnexpectedOffset {
-                expected: 8,
-                found: 7
+                expected: SEGMENT_BASE + 8,
+                found: SEGMENT_BASE + 7
             })
         );
         // Rewriting the base offset (a misplaced copy) breaks the CRC.
         let mut moved = batch.clone();
-        moved[8..16].copy_from_slice(&8u64.to_le_bytes());
+        moved[8..12].copy_from_slice(&8u32.to_le_bytes());
         assert!(matches!(
-            check_batch(&moved, 8),
+            check_batch(&moved, SEGMENT_BASE, SEGMENT_BASE + 8),
             Err(BatchError::BadCrc { .. })
         ));
     }
 
     #[test]
     fn every_single_bit_flip_is_detected() {
-        let batch = encode(&[Record::new("t", "abc").key("k").header("n", "v")], 3, 99);
+        let batch = encode(
+            &[Record::new("t", "abc").key("k").header("n", "v")],
+            SEGMENT_BASE + 3,
+            99,
+        );
         for bit in 0..batch.len() * 8 {
             let mut damaged = batch.clone();
             damaged[bit / 8] ^= 1 << (bit % 8);
             assert!(
-                check_batch(&damaged, 3).is_err(),
+                check_batch(&damaged, SEGMENT_BASE, SEGMENT_BASE + 3).is_err(),
                 "flip of bit {bit} went unnoticed"
             );
         }
@@ -658,19 +916,185 @@ mod tests {
 
     #[test]
     fn truncation_is_reported() {
-        let batch = encode(&[Record::new("t", "abc")], 0, 0);
+        let batch = encode(&[Record::new("t", "abc")], SEGMENT_BASE, 0);
         for len in 0..batch.len() {
-            assert!(check_batch(&batch[..len], 0).is_err(), "cut at {len}");
+            assert!(
+                check_batch(&batch[..len], SEGMENT_BASE, SEGMENT_BASE).is_err(),
+                "cut at {len}"
+            );
+        }
+    }
+
+    /// Milliseconds since the epoch in late 2026: today's timestamps, for the size figures.
+    const NOW: i64 = 1_796_000_000_000;
+
+    #[test]
+    fn a_keyless_record_costs_two_bytes_in_a_batch_and_a_single_one_at_most_32() {
+        let one = encode(&[Record::new("t", vec![1u8; 100])], SEGMENT_BASE, NOW);
+        assert!(
+            one.len() - 100 <= 32,
+            "single-record overhead {}",
+            one.len() - 100
+        );
+        assert_eq!(one.len(), 127);
+        let many: Vec<Record> = (0..1000)
+            .map(|_| Record::new("t", vec![1u8; 100]))
+            .collect();
+        let batch = encode(&many, SEGMENT_BASE, NOW);
+        // Two bytes of framing per record: its body length and its timestamp delta.
+        assert!(
+            batch.len() <= MAX_HEADER_LEN + 1000 * 102,
+            "{} bytes",
+            batch.len()
+        );
+        assert_eq!(decode(&batch, SEGMENT_BASE).len(), 1000);
+        // Keys and headers cost their fields, and only in batches that have some.
+        let keyed = encode(
+            &[Record::new("t", vec![1u8; 100]).key("k")],
+            SEGMENT_BASE,
+            NOW,
+        );
+        assert_eq!(keyed.len(), one.len() + 2);
+    }
+
+    #[test]
+    fn mixed_batches_keep_what_each_record_has() {
+        let records = vec![
+            Record::new("t", "a"),
+            Record::new("t", "b").key("kb"),
+            Record::new("t", "c").header("h", "v"),
+            Record::new("t", ""),
+        ];
+        let batch = encode(&records, SEGMENT_BASE + 5, NOW);
+        let spans = decode(&batch, SEGMENT_BASE + 5);
+        let slice = |r: &Range<u32>| &batch[r.start as usize..r.end as usize];
+        assert_eq!(spans[0].key, None);
+        assert_eq!(slice(&spans[0].value), b"a");
+        assert_eq!(slice(spans[1].key.as_ref().unwrap()), b"kb");
+        assert_eq!(spans[2].header_count, 1);
+        let headers: Vec<_> = HeaderIter::new(slice(&spans[2].headers), 1).collect();
+        assert_eq!(headers, vec![("h", &b"v"[..])]);
+        assert_eq!(slice(&spans[3].value), b"");
+        assert!(spans.iter().all(|s| s.timestamp == NOW));
+    }
+
+    #[test]
+    fn a_producer_stamp_round_trips() {
+        let records = [Record::new("t", "x"), Record::new("t", "y")];
+        let refs: Vec<&Record> = records.iter().collect();
+        let stamp = ProducerStamp {
+            producer_id: u64::MAX - 3,
+            producer_epoch: 7,
+            base_sequence: 41,
+        };
+        let plan = plan_batch(&refs, NOW).stamped(stamp, refs.len());
+        let mut buf = vec![0u8; plan.length];
+        assert!(encode_batch(
+            &mut buf,
+            SEGMENT_BASE,
+            SEGMENT_BASE,
+            &refs,
+            &plan,
+            NOW,
+            0
+        ));
+        let (header, batch) = check_batch(&buf, SEGMENT_BASE, SEGMENT_BASE).unwrap();
+        assert_eq!(header.producer, Some(stamp));
+        let mut values = Vec::new();
+        decode_records(batch, &header, |s| values.push(s.value)).unwrap();
+        assert_eq!(values.len(), 2);
+    }
+
+    /// Rewrites byte `at` of `batch` with `f` and fixes up the CRC, as a writer would have.
+    fn rewritten(batch: &[u8], at: usize, f: impl Fn(u8) -> u8) -> Vec<u8> {
+        let mut out = batch.to_vec();
+        out[at] = f(out[at]);
+        let crc = batch_crc(&out);
+        out[..4].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn format_1_and_features_this_version_does_not_read_are_refused_clearly() {
+        let batch = encode(&[Record::new("t", "x")], SEGMENT_BASE, NOW);
+        let old = rewritten(&batch, VERSION_POS, |_| 1);
+        let err = check_batch(&old, SEGMENT_BASE, SEGMENT_BASE).unwrap_err();
+        assert_eq!(err, BatchError::BadVersion(1));
+        assert!(err.to_string().contains("format 1"), "{err}");
+        for (bits, what) in [
+            (1, "a compression codec"),
+            (attr::TRANSACTIONAL, "transactions"),
+            (attr::CONTROL, "transactions"),
+        ] {
+            let marked = rewritten(&batch, VERSION_POS + 1, |a| a | bits);
+            assert_eq!(
+                check_batch(&marked, SEGMENT_BASE, SEGMENT_BASE).map(|_| ()),
+                Err(BatchError::Unsupported(what))
+            );
+        }
+    }
+
+    #[test]
+    fn every_single_bit_flip_of_a_compact_batch_is_detected() {
+        let records = [Record::new("t", "abc"), Record::new("t", "defg")];
+        let batch = encode(&records, SEGMENT_BASE + 9, NOW);
+        for bit in 0..batch.len() * 8 {
+            let mut damaged = batch.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                check_batch(&damaged, SEGMENT_BASE, SEGMENT_BASE + 9).is_err(),
+                "flip of bit {bit} went unnoticed"
+            );
         }
     }
 
     proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            if let Ok(header) = parse_header(&bytes) {
+            if let Ok(header) = parse_header(&bytes, 0) {
                 if let Some(batch) = bytes.get(..header.length as usize) {
                     let _ = decode_records(batch, &header, |_| {});
                 }
+            }
+        }
+
+        #[test]
+        fn decoding_arbitrary_checksummed_bytes_never_panics(mut bytes in proptest::collection::vec(any::<u8>(), 24..200)) {
+            if let Ok(header) = parse_header(&bytes, u64::MAX - 5) {
+                if let Some(len) = (header.length as usize).checked_sub(0).filter(|&l| l <= bytes.len() && l >= 4) {
+                    let crc = batch_crc(&bytes[..len]);
+                    bytes[..4].copy_from_slice(&crc.to_le_bytes());
+                    if let Ok((header, batch)) = check_batch(&bytes, u64::MAX - 5, header.base_offset) {
+                        let _ = decode_records(batch, &header, |_| {});
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn records_with_keys_and_headers_decode_to_what_was_written(
+            parts in proptest::collection::vec(
+                (proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
+                 proptest::collection::vec(any::<u8>(), 0..40),
+                 proptest::collection::vec(("[a-z]{0,4}", proptest::collection::vec(any::<u8>(), 0..4)), 0..3)),
+                1..8),
+        ) {
+            let records: Vec<Record> = parts.iter().map(|(key, value, headers)| {
+                let mut r = Record::new("t", value.clone());
+                if let Some(k) = key { r = r.key(k.clone()); }
+                for (n, v) in headers { r = r.header(n.clone(), v.clone()); }
+                r
+            }).collect();
+            let batch = encode(&records, SEGMENT_BASE, NOW);
+            let spans = decode(&batch, SEGMENT_BASE);
+            let slice = |r: &Range<u32>| &batch[r.start as usize..r.end as usize];
+            prop_assert_eq!(spans.len(), records.len());
+            for (span, (key, value, headers)) in spans.iter().zip(&parts) {
+                prop_assert_eq!(span.key.as_ref().map(|k| slice(k).to_vec()), key.clone());
+                prop_assert_eq!(slice(&span.value), &value[..]);
+                let got: Vec<(String, Vec<u8>)> = HeaderIter::new(slice(&span.headers), span.header_count)
+                    .map(|(n, v)| (n.to_string(), v.to_vec())).collect();
+                prop_assert_eq!(&got, headers);
             }
         }
 
@@ -682,8 +1106,8 @@ mod tests {
             let records: Vec<Record> = payloads.iter().zip(&ts)
                 .map(|(p, t)| Record::new("t", p.clone()).timestamp(Timestamp::from_millis(*t)))
                 .collect();
-            let batch = encode(&records, 1, 0);
-            let spans = decode(&batch, 1);
+            let batch = encode(&records, SEGMENT_BASE + 1, 0);
+            let spans = decode(&batch, SEGMENT_BASE + 1);
             prop_assert_eq!(spans.len(), records.len());
             for (span, (payload, t)) in spans.iter().zip(payloads.iter().zip(&ts)) {
                 prop_assert_eq!(&batch[span.value.start as usize..span.value.end as usize], &payload[..]);

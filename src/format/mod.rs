@@ -17,5 +17,7 @@ pub(crate) mod record;
 pub(crate) mod topic_meta;
 pub(crate) mod varint;
 
-/// The format version this build writes and reads, for every file kind.
-pub(crate) const FORMAT_VERSION: u16 = 1;
+/// The format version this build writes and reads, for every file kind. 2: batch format v2
+/// (see [`batch`]); wharf 0.1 wrote 1, which this build refuses with
+/// [`crate::ErrorKind::IncompatibleFormat`].
+pub(crate) const FORMAT_VERSION: u16 = 2;

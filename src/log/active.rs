@@ -348,10 +348,11 @@ impl ActiveSegment {
         }
         self.reserve(end, false).map_err(AppendError::Io)?;
         let at = to_usize(self.position);
+        let segment_base = self.base_offset();
         let encoded = match self.log.unpublished_mut(at, plan.length) {
             Some(dst) => {
                 let lag = batch::durable_lag(self.next_offset, durable_offset);
-                batch::encode_batch(dst, self.next_offset, records, plan, now, lag)
+                batch::encode_batch(dst, segment_base, self.next_offset, records, plan, now, lag)
             }
             None => false,
         };

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::mmap::SharedMap;
-use crate::format::batch::BATCH_HEADER_LEN;
+use crate::format::batch::MIN_BATCH_LEN;
 use crate::format::file_header::{
     self, INDEX_HEADER_LEN, IndexHeader, SEGMENT_HEADER_LEN, SMALL_HEADER_LEN, SegmentSummary,
     TIME_INDEX_MAGIC,
@@ -162,7 +162,7 @@ impl IndexCadence {
 /// Most offset index entries the batches in the first `segment_bytes` of a segment can need
 /// with this interval (every batch takes at least a header and one minimal record).
 pub(crate) fn max_offset_entries(segment_bytes: u64, interval_bytes: u32) -> usize {
-    let min_batch = (BATCH_HEADER_LEN + 5) as u64;
+    let min_batch = MIN_BATCH_LEN as u64;
     let step = u64::from(interval_bytes).max(min_batch);
     usize::try_from(segment_bytes / step + 2).unwrap_or(usize::MAX)
 }

@@ -68,27 +68,14 @@ impl SharedMap {
         self.published.load(Ordering::Acquire)
     }
 
-    /// Calls `f` with the published bytes in `range`; `None` if the range is not published.
-    #[inline]
-    pub(crate) fn read<R>(&self, range: Range<usize>, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        if range.start > range.end || range.end > self.published() {
-            return None;
-        }
-        // SAFETY: `range` lies below the published length (checked above, acquire load), which
-        // the writer never touches again (invariant 1) and which is within the mapping
-        // (published <= len); the mapping lives as long as `self` (invariant 5).
-        let slice = unsafe {
-            std::slice::from_raw_parts(self.raw.as_mut_ptr().add(range.start), range.len())
-        };
-        Some(f(slice))
-    }
-
     /// Calls `f` with the published bytes from `start` on (empty if `start` is past them).
     #[inline]
     pub(crate) fn read_from<R>(&self, start: usize, f: impl FnOnce(&[u8]) -> R) -> R {
         let end = self.published();
         let start = start.min(end);
-        // SAFETY: as in `read`: `[start, end)` is published and within the mapping.
+        // SAFETY: `[start, end)` lies below the published length (acquire load), which the
+        // writer never touches again (invariant 1) and which is within the mapping (published
+        // <= len); the mapping lives as long as `self` (invariant 5).
         let slice =
             unsafe { std::slice::from_raw_parts(self.raw.as_mut_ptr().add(start), end - start) };
         f(slice)
@@ -226,9 +213,9 @@ mod tests {
         let mut writer = MapWriter::new(&map).expect("first writer");
         assert!(MapWriter::new(&map).is_none(), "only one writer");
         assert!(writer.write(0, b"hello"));
-        assert_eq!(map.read(0..5, <[u8]>::to_vec), None, "not yet published");
+        assert!(map.read_from(0, <[u8]>::is_empty), "not yet published");
         writer.publish(5);
-        assert_eq!(map.read(0..5, <[u8]>::to_vec), Some(b"hello".to_vec()));
+        assert_eq!(map.read_from(0, <[u8]>::to_vec), b"hello".to_vec());
         assert!(!writer.write(2, b"x"), "published bytes are immutable");
         assert!(!writer.write(14, b"xyz"), "past the mapping");
         let bytes = map.bytes(1..4).expect("published");

@@ -38,7 +38,7 @@ use super::index::{self, IndexBuilder, IndexCadence, IndexData};
 use super::segment::{LogData, ReadCtx, Segment, SegmentView};
 use crate::config::{RecoveryMode, TopicConfig};
 use crate::error::{Error, IoContext, Result};
-use crate::format::batch::{self, BATCH_HEADER_LEN, BatchError, BatchHeader};
+use crate::format::batch::{self, BatchError, BatchHeader, MAX_HEADER_LEN, MIN_BATCH_LEN};
 use crate::format::checkpoint::Checkpoint;
 use crate::format::file_header::{self, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SegmentSummary};
 use crate::format::index_entry::{self, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
@@ -69,12 +69,14 @@ pub(crate) struct ScanOutcome {
     pub stop: ScanStop,
 }
 
-/// Walks the batches of a log file from `position`, expecting the first to start at `offset`,
+/// Walks the batches of the log file of the segment starting at `segment_base` from
+/// `position`, expecting the first to start at `offset`,
 /// checking each (length, CRC, offset continuity) and calling `on_batch` with each valid one
 /// and its position; `on_batch` returns `false` to stop after that batch. Reads with `pread`,
 /// never through a mapping, so an I/O error is an error and not a SIGBUS.
 pub(crate) fn scan_log(
     file: &dyn VfsFile,
+    segment_base: u64,
     mut position: u64,
     mut offset: u64,
     mut on_batch: impl FnMut(&BatchHeader, u64) -> bool,
@@ -96,8 +98,8 @@ pub(crate) fn scan_log(
         if position >= chunk.file_len {
             return outcome(position, offset, ScanStop::EndOfData);
         }
-        let avail = chunk.at(position, BATCH_HEADER_LEN as u64)?;
-        let header = match batch::parse_header(avail) {
+        let avail = chunk.at(position, MAX_HEADER_LEN as u64)?;
+        let header = match batch::parse_header(avail, segment_base) {
             Ok(header) => header,
             Err(BatchError::EndOfData) => return outcome(position, offset, ScanStop::EndOfData),
             Err(BatchError::Truncated) if avail.iter().all(|&b| b == 0) => {
@@ -109,7 +111,7 @@ pub(crate) fn scan_log(
         if length > chunk.file_len - position {
             return outcome(position, offset, ScanStop::Invalid(BatchError::Truncated));
         }
-        if let Err(e) = batch::check_batch(chunk.at(position, length)?, offset) {
+        if let Err(e) = batch::check_batch(chunk.at(position, length)?, segment_base, offset) {
             return outcome(position, offset, ScanStop::Invalid(e));
         }
         let more = on_batch(&header, position);
@@ -502,11 +504,14 @@ fn open_log(spec: &PartitionSpec<'_>, paths: &SegmentPaths) -> Result<Arc<dyn Vf
     spec.vfs.open(&paths.log, mode).ctx("open", &paths.log)
 }
 
-/// Whether a batch header naming `offset` starts at `position`.
-fn header_names(log: &dyn VfsFile, position: u64, offset: u64) -> bool {
-    let mut head = [0u8; BATCH_HEADER_LEN];
-    log.read_exact_at(&mut head, position).is_ok()
-        && batch::parse_header(&head).is_ok_and(|h| h.base_offset == offset)
+/// Whether a batch header naming `offset` starts at `position` of the log of the segment
+/// starting at `base`.
+fn header_names(log: &dyn VfsFile, base: u64, position: u64, offset: u64) -> bool {
+    let mut head = [0u8; MAX_HEADER_LEN];
+    log.read_up_to(&mut head, position).is_ok_and(|read| {
+        batch::parse_header(head.get(..read).unwrap_or_default(), base)
+            .is_ok_and(|h| h.base_offset == offset)
+    })
 }
 
 fn has_valid_header(log: &dyn VfsFile, base: u64) -> bool {
@@ -555,6 +560,7 @@ fn walk_checkpoint_segment(
     let mut first = skip_first;
     let outcome = scan_log(
         log.as_ref(),
+        base,
         start_position,
         start_offset,
         |header, position| {
@@ -742,6 +748,7 @@ fn trusted_prefix(
                 o.relative_offset == t.relative_offset
                     && header_names(
                         log,
+                        base,
                         u64::from(o.position),
                         base + u64::from(o.relative_offset),
                     )
@@ -796,6 +803,7 @@ fn walk_fresh_segment(
     let mut builder = IndexBuilder::new(base, spec.config.index_interval_bytes);
     let outcome = scan_log(
         log.as_ref(),
+        base,
         SEGMENT_HEADER_LEN as u64,
         base,
         |header, position| {
@@ -849,14 +857,15 @@ fn check_tail_damage(
     let stop = last.next_offset;
     let mut after = ClaimsAfter::default();
     if stopped_early {
-        after =
-            durable_claims_after(last.log.as_ref(), last.end, stop).ctx("read", &last.paths.log)?;
+        after = durable_claims_after(last.log.as_ref(), last.base, last.end, stop)
+            .ctx("read", &last.paths.log)?;
         for &base in doomed {
             let paths = SegmentPaths::new(spec.dir, base);
             let log = open_log(spec, &paths)?;
             if has_valid_header(log.as_ref(), base) {
-                let found = durable_claims_after(log.as_ref(), SEGMENT_HEADER_LEN as u64, stop)
-                    .ctx("read", &paths.log)?;
+                let found =
+                    durable_claims_after(log.as_ref(), base, SEGMENT_HEADER_LEN as u64, stop)
+                        .ctx("read", &paths.log)?;
                 after = after.merge(found);
             }
         }
@@ -896,10 +905,16 @@ impl ClaimsAfter {
     }
 }
 
-/// Looks for valid batches in `file` from `position` to its end, at every byte position
+/// Looks for valid batches in `file` (the log of the segment starting at `base`) from
+/// `position` to its end, at every byte position
 /// (after damage, one may start anywhere), based at or above `stop` (a stale copy of an
 /// earlier batch says nothing about later data), and collects their durable claims.
-fn durable_claims_after(file: &dyn VfsFile, position: u64, stop: u64) -> io::Result<ClaimsAfter> {
+fn durable_claims_after(
+    file: &dyn VfsFile,
+    base: u64,
+    position: u64,
+    stop: u64,
+) -> io::Result<ClaimsAfter> {
     let mut chunk = Chunk {
         file,
         file_len: file.len()?,
@@ -908,8 +923,8 @@ fn durable_claims_after(file: &dyn VfsFile, position: u64, stop: u64) -> io::Res
     };
     let mut found = ClaimsAfter::default();
     let mut at = position;
-    while at + BATCH_HEADER_LEN as u64 <= chunk.file_len {
-        let avail = chunk.at(at, BATCH_HEADER_LEN as u64)?;
+    while at + MIN_BATCH_LEN as u64 <= chunk.file_len {
+        let avail = chunk.at(at, MAX_HEADER_LEN as u64)?;
         // Jump to the next byte that could be a batch's version byte.
         let Some(skip) = avail
             .get(batch::VERSION_POS..)
@@ -919,8 +934,8 @@ fn durable_claims_after(file: &dyn VfsFile, position: u64, stop: u64) -> io::Res
             continue;
         };
         at += skip as u64;
-        let avail = chunk.at(at, BATCH_HEADER_LEN as u64)?;
-        let Ok(header) = batch::parse_header(avail) else {
+        let avail = chunk.at(at, MAX_HEADER_LEN as u64)?;
+        let Ok(header) = batch::parse_header(avail, base) else {
             at += 1;
             continue;
         };

@@ -23,7 +23,7 @@ use super::index::{self, IndexBuilder, IndexData};
 use super::mmap::SharedMap;
 use super::recovery::{self, ScanStop};
 use crate::error::{Error, ErrorKind, IoContext, Result};
-use crate::format::batch::{self, BATCH_HEADER_LEN, BatchError, BatchHeader};
+use crate::format::batch::{self, BatchError, BatchHeader, MAX_HEADER_LEN};
 use crate::format::file_header::{self, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SegmentSummary};
 use crate::format::index_entry::{self, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
 use crate::format::message::{Batch, Slot};
@@ -216,15 +216,14 @@ impl SegmentView {
 
     /// The batch header at `position` names `offset` (the index is a hint; this checks it).
     fn header_names(&self, position: u64, offset: u64) -> bool {
-        let check = |b: &[u8]| batch::parse_header(b).is_ok_and(|h| h.base_offset == offset);
+        let base = self.base_offset;
+        let check = |b: &[u8]| batch::parse_header(b, base).is_ok_and(|h| h.base_offset == offset);
         match &self.log {
-            LogData::Map(map) => {
-                let at = to_usize(position);
-                map.read(at..at + BATCH_HEADER_LEN, check).unwrap_or(false)
-            }
+            LogData::Map(map) => map.read_from(to_usize(position), check),
             LogData::File { file, .. } => {
-                let mut buf = [0u8; BATCH_HEADER_LEN];
-                file.read_exact_at(&mut buf, position).is_ok() && check(&buf)
+                let mut buf = [0u8; MAX_HEADER_LEN];
+                file.read_up_to(&mut buf, position)
+                    .is_ok_and(|read| check(buf.get(..read).unwrap_or_default()))
             }
         }
     }
@@ -394,11 +393,12 @@ impl<'a> Walk<'a> {
             return Ok(None);
         }
         loop {
-            let header = match batch::parse_header(self.window.from(self.position)) {
-                Err(BatchError::Truncated) if self.window.end() < self.end => None,
-                Err(e) => return Err(self.corrupt(e)),
-                Ok(h) => Some(h),
-            };
+            let header =
+                match batch::parse_header(self.window.from(self.position), self.view.base_offset) {
+                    Err(BatchError::Truncated) if self.window.end() < self.end => None,
+                    Err(e) => return Err(self.corrupt(e)),
+                    Ok(h) => Some(h),
+                };
             let fits =
                 header.is_some_and(|h| self.position + u64::from(h.length) <= self.window.end());
             if let (Some(h), true) = (header, fits) {
@@ -411,7 +411,11 @@ impl<'a> Walk<'a> {
                 self.header = Some(h);
                 return Ok(Some(h));
             }
-            let needed = header.map_or(BATCH_HEADER_LEN as u64, |h| u64::from(h.length));
+            // A header that did not parse was cut by the window: a longer one holds it.
+            let needed = header
+                .map_or((MAX_HEADER_LEN as u64).min(self.end - self.position), |h| {
+                    u64::from(h.length)
+                });
             if self.position + needed > self.end {
                 return Err(self.corrupt(BatchError::Truncated));
             }
@@ -658,15 +662,21 @@ fn rebuild_sealed(
     load: &LoadCtx<'_>,
 ) -> Result<(SegmentSummary, IndexBuilder, Option<Damage>)> {
     let mut builder = IndexBuilder::new(base, load.index_interval_bytes);
-    let outcome = recovery::scan_log(log, SEGMENT_HEADER_LEN as u64, base, |header, position| {
-        builder.push(
-            u32::try_from(header.base_offset - base).unwrap_or(u32::MAX),
-            u32::try_from(position).unwrap_or(u32::MAX),
-            header.length,
-            header.max_timestamp,
-        );
-        header.next_offset() < load.next_offset
-    })
+    let outcome = recovery::scan_log(
+        log,
+        base,
+        SEGMENT_HEADER_LEN as u64,
+        base,
+        |header, position| {
+            builder.push(
+                u32::try_from(header.base_offset - base).unwrap_or(u32::MAX),
+                u32::try_from(position).unwrap_or(u32::MAX),
+                header.length,
+                header.max_timestamp,
+            );
+            header.next_offset() < load.next_offset
+        },
+    )
     .ctx("read", &paths.log)?;
     let damage = (outcome.next_offset != load.next_offset).then(|| Damage {
         offset: outcome.next_offset,

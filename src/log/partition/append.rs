@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::{Appended, PartitionLog, STATE_OPEN, restore};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::batch::{self, BATCH_HEADER_LEN};
+use crate::format::batch::{self, MAX_HEADER_LEN};
 use crate::format::record::Record;
 use crate::layout::SegmentPaths;
 use crate::log::active::{ActiveSegment, AppendError, Durability, SealedSegment};
@@ -162,7 +162,7 @@ impl PartitionLog {
 
     /// The largest batch an append writes.
     fn max_batch_bytes(&self) -> usize {
-        MAX_BATCH_BYTES.max(BATCH_HEADER_LEN + self.config.max_message_bytes as usize)
+        MAX_BATCH_BYTES.max(MAX_HEADER_LEN + self.config.max_message_bytes as usize)
     }
 
     /// Appends records that take more than one batch, or more than the active segment holds:
