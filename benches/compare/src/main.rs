@@ -6,10 +6,12 @@
 //! cargo run --release --manifest-path benches/compare/Cargo.toml -- --out results.md
 //! ```
 //!
-//! `options` parses the command line, `workloads` times one run, `systems` holds one module
-//! per system, `report` and `targets` turn the samples into the report, `machine` describes
-//! where it ran.
+//! `options` parses the command line, `workloads` times one run, `payloads` makes the bytes
+//! every system is handed (the same borrowed `&[u8]` for all), `systems` holds one module per
+//! system, `disk` measures what a run left on disk, `report` and `targets` turn the samples
+//! into the report, `machine` describes where it ran.
 
+mod disk;
 mod machine;
 mod options;
 mod payloads;
@@ -22,9 +24,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use crate::options::Options;
+use crate::payloads::Payloads;
 use crate::report::Results;
 use crate::systems::Variant;
 use crate::workloads::{Scenario, Workload};
@@ -86,14 +87,15 @@ fn main() {
     }
 }
 
-/// Prints every variant, what its append promises and where it runs.
+/// Prints every variant, what its append promises, how it sends and where it runs.
 fn list(variants: &[Variant]) {
     for variant in variants {
         let workloads: Vec<&str> = variant.workloads.iter().map(|w| w.name()).collect();
         println!(
-            "{:<24} {:?} {}",
+            "{:<24} {:<9} {:<9} {}",
             variant.name,
-            variant.guarantee,
+            format!("{:?}", variant.guarantee),
+            format!("{:?}", variant.sends),
             workloads.join(",")
         );
     }
@@ -182,19 +184,21 @@ fn shell_quote(arg: &str) -> String {
 struct Planned<'v> {
     scenario: Scenario,
     runners: Vec<&'v Variant>,
-    payloads: Vec<Bytes>,
+    payloads: Payloads,
 }
 
 /// Every round runs every selected variant once in every scenario.
 fn run<'v>(options: &Options, selected: &[&'v Variant], root: &Path) -> Results<'v> {
     let mut results = Results::default();
     let plan = plan(options, selected, &mut results);
+    // Every variant of a scenario is handed these same borrowed slices.
+    let slices: Vec<Vec<&[u8]>> = plan.iter().map(|p| p.payloads.slices()).collect();
     for round in 1..=options.repeats {
-        for planned in &plan {
+        for (planned, payloads) in plan.iter().zip(&slices) {
             for variant in &planned.runners {
                 if !results.has_failed(&planned.scenario, variant) {
                     let label = format!("round {round}/{}", options.repeats);
-                    run_once(&label, planned, variant, root, &mut results);
+                    run_once(&label, planned, payloads, variant, root, &mut results);
                 }
             }
         }
@@ -237,6 +241,7 @@ fn plan<'v>(
 fn run_once<'v>(
     label: &str,
     planned: &Planned<'v>,
+    payloads: &[&[u8]],
     variant: &'v Variant,
     root: &Path,
     results: &mut Results<'v>,
@@ -253,16 +258,24 @@ fn run_once<'v>(
         variant.name
     );
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-        workloads::run(scenario, variant, root, &planned.payloads)
+        workloads::run(scenario, variant, root, payloads)
     }));
     match outcome {
         Ok(sample) => {
-            let shown: Vec<String> = scenario
+            let mut shown: Vec<String> = scenario
                 .metrics()
                 .iter()
                 .zip(&sample.values)
                 .map(|(m, v)| format!("{} {}", report::format_value(*m, *v), m.unit()))
                 .collect();
+            if let Some(disk) = &sample.disk {
+                let payload_bytes = scenario.payload_bytes_total();
+                shown.push(format!(
+                    "disk {:.3} allocated, {:.3} apparent per payload byte",
+                    disk.allocated_per(payload_bytes),
+                    disk.apparent_per(payload_bytes)
+                ));
+            }
             eprintln!("{label}: {}", shown.join(", "));
             results.record(scenario, variant, sample);
         }

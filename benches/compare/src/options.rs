@@ -1,7 +1,7 @@
 //! The command line.
 //!
 //! ```text
-//! wharf-compare [--workload W1,W2,...] [--systems wharf,sqlite-full,...] [--repeats N]
+//! wharf-compare [--workload W1,W2,...,W4b] [--systems wharf,sqlite-full,...] [--repeats N]
 //!               [--quick] [--dir DIR] [--out FILE] [--list]
 //! ```
 //!
@@ -24,10 +24,10 @@ pub const QUICK_REPEATS: usize = 2;
 pub const QUICK_SCALE_DOWN: u64 = 10;
 
 pub const USAGE: &str = "\
-usage: wharf-compare [--workload W1,W2,W3,W4,W5] [--systems NAME,...] [--repeats N] [--quick]
-                     [--dir DIR] [--out FILE] [--list]
+usage: wharf-compare [--workload W1,W2,W3,W4,W4b,W5] [--systems NAME,...] [--repeats N]
+                     [--quick] [--dir DIR] [--out FILE] [--list]
 
-  --workload   workloads to run (default: all)
+  --workload   workloads to run (default: all); W4b reads back what wharf sent in batches
   --systems    variants or families to run, e.g. sqlite,plain-group (default: all; wharf always runs)
   --repeats    runs of every system per workload, interleaved in rounds (default 5; 2 with --quick)
   --quick      10x smaller counts, for smoke tests
@@ -123,8 +123,9 @@ fn split_list(text: &str) -> Vec<String> {
 fn parse_workloads(text: &str) -> Result<Vec<Workload>, String> {
     let mut workloads = Vec::new();
     for name in split_list(text) {
-        let workload = Workload::parse(&name)
-            .ok_or_else(|| format!("unknown workload {name:?}: the workloads are W1 to W5"))?;
+        let workload = Workload::parse(&name).ok_or_else(|| {
+            format!("unknown workload {name:?}: the workloads are W1 to W5 and W4b")
+        })?;
         if !workloads.contains(&workload) {
             workloads.push(workload);
         }

@@ -4,10 +4,17 @@
 //! the repeats and their min–max. A ratio divides wharf's median by the peer's (the peer's by
 //! wharf's for latencies), so above 1 always means wharf is faster. The wharf variant a peer
 //! is compared with is the one that makes the same promise when an append returns (the same
-//! [`Guarantee`]); where the scenario has no such wharf variant (W4 reads), it is the
-//! scenario's fastest wharf variant.
+//! [`Guarantee`]) and sends the same way (one message per call, or batches: [`Sends`]), else
+//! the one with the same promise; where the scenario has no such wharf variant (the reads),
+//! it is the scenario's fastest wharf variant.
+//!
+//! W1 and W5 add the disk: the main table's last column is the median allocated bytes per
+//! payload byte, and a second table gives allocated and apparent bytes (see `disk.rs`). The
+//! W4b table adds the W4 rows of the other variants for reference (their files do not depend
+//! on how the records were sent), with wharf's W4b median divided by their W4 medians.
 
-use crate::systems::{Guarantee, Variant};
+use crate::disk::DiskUsage;
+use crate::systems::{Guarantee, Sends, Variant};
 use crate::workloads::{Metric, Sample, Scenario, Workload};
 
 /// The median and range of one metric over the repeats.
@@ -128,11 +135,28 @@ impl<'v> Results<'v> {
             .map(|row| row.variant)
     }
 
+    /// The summary of the disk usage of a variant's runs: allocated bytes, apparent bytes.
+    fn disk_summary(&self, scenario: &Scenario, name: &str) -> Option<(Summary, Summary)> {
+        let row = self
+            .rows
+            .iter()
+            .find(|row| row.scenario == *scenario && row.variant.name == name)?;
+        let usages: Vec<DiskUsage> = row.samples.iter().filter_map(|s| s.disk).collect();
+        #[expect(clippy::cast_precision_loss, reason = "sizes stay far below 2^52")]
+        let summary = |bytes: fn(&DiskUsage) -> u64| {
+            Summary::of(usages.iter().map(|u| bytes(u) as f64).collect())
+        };
+        Some((
+            summary(|u| u.allocated_bytes)?,
+            summary(|u| u.apparent_bytes)?,
+        ))
+    }
+
     /// The wharf variant `peer` is compared with in `scenario`, and its summary.
     fn wharf_reference(
         &self,
         scenario: &Scenario,
-        guarantee: Guarantee,
+        peer: &Variant,
         metric: usize,
     ) -> Option<(&'v Variant, Summary)> {
         let higher_is_better = scenario.metrics()[metric].higher_is_better();
@@ -147,7 +171,14 @@ impl<'v> Results<'v> {
                 ))
             })
             .collect();
-        if let Some(same) = candidates.iter().find(|(v, _)| v.guarantee == guarantee) {
+        let same_sends = |v: &Variant| v.guarantee == peer.guarantee && v.sends == peer.sends;
+        if let Some(same) = candidates.iter().find(|(v, _)| same_sends(v)) {
+            return Some(*same);
+        }
+        if let Some(same) = candidates
+            .iter()
+            .find(|(v, _)| v.guarantee == peer.guarantee)
+        {
             return Some(*same);
         }
         candidates.into_iter().max_by(|(_, a), (_, b)| {
@@ -162,8 +193,21 @@ impl<'v> Results<'v> {
 
     /// wharf's ratio against the peer `peer` in `scenario` for metric `metric`.
     pub fn ratio(&self, scenario: &Scenario, peer: &Variant, metric: usize) -> Option<Ratio<'v>> {
-        let theirs = self.summary(scenario, peer.name, metric)?;
-        let (wharf, ours) = self.wharf_reference(scenario, peer.guarantee, metric)?;
+        self.ratio_across(scenario, scenario, peer, metric)
+    }
+
+    /// wharf's ratio in `ours` against the peer `peer` in `theirs` (the same scenario, but for
+    /// W4b's reference rows, which are W4's).
+    fn ratio_across(
+        &self,
+        ours: &Scenario,
+        theirs: &Scenario,
+        peer: &Variant,
+        metric: usize,
+    ) -> Option<Ratio<'v>> {
+        let scenario = ours;
+        let theirs = self.summary(theirs, peer.name, metric)?;
+        let (wharf, ours) = self.wharf_reference(scenario, peer, metric)?;
         let value = if scenario.metrics()[metric].higher_is_better() {
             ours.median / theirs.median
         } else {
@@ -193,6 +237,10 @@ impl<'v> Results<'v> {
                 out.push_str(&self.table(&scenario, index, *metric));
                 out.push('\n');
             }
+            if scenario.workload.measures_disk() {
+                out.push_str(&self.disk_table(&scenario));
+                out.push('\n');
+            }
         }
         let failures: Vec<String> = self
             .failures()
@@ -206,55 +254,163 @@ impl<'v> Results<'v> {
         out
     }
 
-    /// One metric's table: a row per variant, in planned order.
+    /// One metric's table: a row per variant, in planned order (W4b's followed by W4's, for
+    /// reference).
     fn table(&self, scenario: &Scenario, index: usize, metric: Metric) -> String {
-        let rows = self
+        let mut rows: Vec<String> = self
             .rows
             .iter()
             .filter(|row| row.scenario == *scenario)
-            .map(|row| self.table_row(scenario, row.variant, index, metric));
-        let second = if scenario.workload == Workload::W4 {
+            .map(|row| self.table_row(scenario, scenario, row.variant, index, metric))
+            .collect();
+        if let Some(w4) = self.w4_of(scenario) {
+            rows.extend(
+                self.rows
+                    .iter()
+                    .filter(|row| row.scenario == w4)
+                    .map(|row| self.table_row(scenario, &w4, row.variant, index, metric)),
+            );
+        }
+        let second = if scenario.workload.is_read() {
             "read with"
         } else {
             "append returns"
         };
-        let mut out = format!("| system | {second} | median | min–max | unit | wharf ratio |\n");
-        out.push_str("|---|---|---:|---:|---|---|\n");
+        let (disk, disk_align) = if scenario.workload.measures_disk() {
+            (" disk ÷ payload (allocated) |", "---:|")
+        } else {
+            ("", "")
+        };
+        let mut out = format!(
+            "| system | {second} | median | min–max | unit | wharf ratio |{disk}\n\
+             |---|---|---:|---:|---|---|{disk_align}\n"
+        );
         out.extend(rows);
         out
     }
 
+    /// The W4 scenario whose rows W4b's table repeats for reference.
+    fn w4_of(&self, scenario: &Scenario) -> Option<Scenario> {
+        if scenario.workload != Workload::W4b {
+            return None;
+        }
+        self.scenarios().into_iter().find(|s| {
+            s.workload == Workload::W4
+                && (s.records, s.payload_bytes) == (scenario.records, scenario.payload_bytes)
+        })
+    }
+
+    /// One variant's row of the table of `ours`, with its figures from `theirs` (the same
+    /// scenario, except for W4b's reference rows from W4).
     fn table_row(
         &self,
-        scenario: &Scenario,
+        ours: &Scenario,
+        theirs: &Scenario,
         variant: &Variant,
         index: usize,
         metric: Metric,
     ) -> String {
-        let second = if scenario.workload == Workload::W4 {
-            variant.reads.unwrap_or("")
+        let name = if ours == theirs {
+            variant.name.to_owned()
         } else {
-            guarantee_label(variant.guarantee)
+            format!("{} ({})", variant.name, theirs.workload.name())
         };
-        let Some(summary) = self.summary(scenario, variant.name, index) else {
-            return format!("| {} | {second} | failed | | | |\n", variant.name);
+        let second = if ours.workload.is_read() {
+            variant.reads.unwrap_or("").to_owned()
+        } else {
+            append_label(variant)
+        };
+        let Some(summary) = self.summary(theirs, variant.name, index) else {
+            return format!("| {name} | {second} | failed | | | |\n");
         };
         let ratio = if variant.is_wharf() {
             "—".to_owned()
         } else {
-            self.ratio(scenario, variant, index).map_or_else(
+            self.ratio_across(ours, theirs, variant, index).map_or_else(
                 || "n/a".to_owned(),
                 |r| format!("{:.2}× (vs {})", r.value, r.wharf.name),
             )
         };
+        let disk = if theirs.workload.measures_disk() {
+            let allocated = self.disk_summary(theirs, variant.name).map_or_else(
+                || "n/a".to_owned(),
+                |(allocated, _)| per_payload_byte(theirs, allocated.median),
+            );
+            format!(" {allocated} |")
+        } else {
+            String::new()
+        };
         format!(
-            "| {} | {second} | {} | {}–{} | {} | {ratio} |\n",
-            variant.name,
+            "| {name} | {second} | {} | {}–{} | {} | {ratio} |{disk}\n",
             format_value(metric, summary.median),
             format_value(metric, summary.min),
             format_value(metric, summary.max),
             metric.unit(),
         )
+    }
+
+    /// W1's and W5's second table: what each closed system left on disk, allocated and
+    /// apparent (medians of the runs).
+    fn disk_table(&self, scenario: &Scenario) -> String {
+        let mut out = format!(
+            "On disk once closed ({} of payload; every regular file under the system's \
+             directory, allocated = st_blocks × 512, apparent = file lengths; medians):\n\n",
+            mebibytes(scenario.payload_bytes_total())
+        );
+        out.push_str(
+            "| system | allocated | apparent | allocated ÷ payload | apparent ÷ payload |\n",
+        );
+        out.push_str("|---|---:|---:|---:|---:|\n");
+        out.extend(
+            self.rows
+                .iter()
+                .filter(|row| row.scenario == *scenario)
+                .map(|row| self.disk_row(scenario, row.variant.name)),
+        );
+        out
+    }
+
+    /// One variant's row of the disk table.
+    fn disk_row(&self, scenario: &Scenario, name: &str) -> String {
+        let Some((allocated, apparent)) = self.disk_summary(scenario, name) else {
+            return format!("| {name} | failed | | | |\n");
+        };
+        format!(
+            "| {name} | {} | {} | {} | {} |\n",
+            mebibytes_f(allocated.median),
+            mebibytes_f(apparent.median),
+            per_payload_byte(scenario, allocated.median),
+            per_payload_byte(scenario, apparent.median),
+        )
+    }
+}
+
+/// `bytes` divided by the payload bytes a run of `scenario` wrote, e.g. `1.080`.
+#[expect(clippy::cast_precision_loss, reason = "sizes stay far below 2^52")]
+fn per_payload_byte(scenario: &Scenario, bytes: f64) -> String {
+    format!("{:.3}", bytes / scenario.payload_bytes_total() as f64)
+}
+
+/// `bytes` in MiB, e.g. `95.4 MiB`.
+#[expect(clippy::cast_precision_loss, reason = "sizes stay far below 2^52")]
+fn mebibytes(bytes: u64) -> String {
+    mebibytes_f(bytes as f64)
+}
+
+/// `bytes` (a median, so possibly a half) in MiB.
+fn mebibytes_f(bytes: f64) -> String {
+    format!("{:.1} MiB", bytes / f64::from(1u32 << 20))
+}
+
+/// The second column of an append table: what a returned append has done, and how it sends.
+fn append_label(variant: &Variant) -> String {
+    let guarantee = guarantee_label(variant.guarantee);
+    match variant.sends {
+        Sends::OneByOne => guarantee.to_owned(),
+        Sends::Batches => format!(
+            "{guarantee}, batches of {}",
+            thousands(crate::systems::SEND_BATCH as u64)
+        ),
     }
 }
 
@@ -305,4 +461,98 @@ pub fn thousands(value: u64) -> String {
         out.push(digit);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::systems;
+
+    fn sample(rate: f64, allocated_bytes: u64) -> Sample {
+        Sample {
+            values: vec![rate],
+            disk: Some(DiskUsage {
+                allocated_bytes,
+                apparent_bytes: allocated_bytes - 1,
+                file_count: 1,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_peer_is_compared_with_the_wharf_variant_that_sends_the_same_way() {
+        let variants = systems::all();
+        let by_name = |name: &str| {
+            variants
+                .iter()
+                .find(|v| v.name == name)
+                .expect("a variant of that name")
+        };
+        let w1 = Scenario::of(Workload::W1, 1)[0];
+        let mut results = Results::default();
+        for (name, rate) in [
+            ("wharf-write", 100.0),
+            ("wharf-batch", 400.0),
+            ("commitlog", 50.0),
+            ("commitlog-batch", 800.0),
+        ] {
+            results.plan(w1, by_name(name));
+            results.record(&w1, by_name(name), sample(rate, 200_000_000));
+        }
+        let one = results
+            .ratio(&w1, by_name("commitlog"), 0)
+            .expect("a ratio");
+        assert_eq!((one.wharf.name, one.value), ("wharf-write", 2.0));
+        let batch = results
+            .ratio(&w1, by_name("commitlog-batch"), 0)
+            .expect("a ratio");
+        assert_eq!((batch.wharf.name, batch.value), ("wharf-batch", 0.5));
+
+        let tables = results.tables();
+        assert!(
+            tables.contains("| commitlog-batch | written, batches of 1,000 | 800 | 800–800 | msgs/s | 0.50× (vs wharf-batch) | 2.000 |"),
+            "{tables}"
+        );
+        assert!(
+            tables.contains("| commitlog | 190.7 MiB | 190.7 MiB | 2.000 | 2.000 |"),
+            "{tables}"
+        );
+    }
+
+    #[test]
+    fn the_w4b_table_repeats_the_w4_rows_against_wharf_batch() {
+        let variants = systems::all();
+        let by_name = |name: &str| {
+            variants
+                .iter()
+                .find(|v| v.name == name)
+                .expect("a variant of that name")
+        };
+        let w4 = Scenario::of(Workload::W4, 1)[0];
+        let w4b = Scenario::of(Workload::W4b, 1)[0];
+        let mut results = Results::default();
+        for (scenario, name, rate) in [
+            (w4, "wharf-write", 5.0),
+            (w4, "commitlog", 10.0),
+            (w4b, "wharf-batch", 20.0),
+        ] {
+            results.plan(scenario, by_name(name));
+            let only_rate = Sample {
+                values: vec![rate],
+                disk: None,
+            };
+            results.record(&scenario, by_name(name), only_rate);
+        }
+        let tables = results.tables();
+        let w4b_table = &tables[tables.find("## W4b").expect("a W4b section")..];
+        assert!(
+            w4b_table.contains("| commitlog (W4) | scan: read(offset, ~1000 records) | 10 | 10–10 | msgs/s | 2.00× (vs wharf-batch) |"),
+            "{w4b_table}"
+        );
+        assert!(w4b_table.contains("| wharf-write (W4) |"), "{w4b_table}");
+        assert!(
+            !w4b_table.contains("disk"),
+            "no disk column in a read table"
+        );
+    }
 }

@@ -5,6 +5,12 @@
 //! variant takes part in (a durable workload only runs variants whose `append` returns after a
 //! sync) and which wharf variant it is compared with (the wharf variant with the same
 //! guarantee). Every variant is opened in a fresh directory; nothing is shared between runs.
+//!
+//! Every append takes the payload as a `&[u8]` borrowed from the run's one payload buffer
+//! (`payloads.rs`). A system that needs another form converts it in its adapter, inside the
+//! timed region: that cost is part of using the system. A variant also says how it [`Sends`]:
+//! one call per message, or (its own batch API, where that is its best one) one call per
+//! [`SEND_BATCH`] messages; it is compared with the wharf variant that sends the same way.
 
 mod commitlog;
 mod kafko;
@@ -17,8 +23,6 @@ mod yaque;
 
 use std::fs::File;
 use std::path::Path;
-
-use bytes::Bytes;
 
 use crate::workloads::Workload;
 
@@ -34,6 +38,18 @@ pub enum Guarantee {
     /// On stable storage (`fdatasync` or equivalent): survives a power loss.
     Synced,
 }
+
+/// How a variant hands records to its system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sends {
+    /// One append call per message.
+    OneByOne,
+    /// One call of the system's batch API per [`SEND_BATCH`] messages.
+    Batches,
+}
+
+/// Messages per append call for the variants that send in [`Sends::Batches`].
+pub const SEND_BATCH: usize = 1_000;
 
 /// How many records of what size a run will append: lets a variant preallocate.
 #[derive(Clone, Copy, Debug)]
@@ -67,11 +83,12 @@ pub const READ_BATCH: usize = 1_000;
 /// One system, used from one thread.
 pub trait Queue {
     /// Appends one record; returns having done what the variant's [`Guarantee`] says.
-    fn append(&mut self, payload: &Bytes);
+    fn append(&mut self, payload: &[u8]);
 
-    /// Appends every record in order; the same as calling [`Queue::append`] for each (an
-    /// async system runs the loop inside one `block_on`, as its users would).
-    fn append_all(&mut self, payloads: &[Bytes]) {
+    /// Appends every record in order; by default by calling [`Queue::append`] for each (an
+    /// async system runs the loop inside one `block_on`, as its users would; a
+    /// [`Sends::Batches`] variant makes one batch call per [`SEND_BATCH`] records).
+    fn append_all(&mut self, payloads: &[&[u8]]) {
         for payload in payloads {
             self.append(payload);
         }
@@ -91,7 +108,7 @@ pub trait Queue {
 /// One system shared by producer threads; each `append` is durable when it returns.
 pub trait SharedQueue: Send + Sync {
     /// Appends one record and returns once it is on stable storage.
-    fn append(&self, payload: &Bytes);
+    fn append(&self, payload: &[u8]);
 
     /// Shuts down in order (untimed).
     fn close(self: Box<Self>) {}
@@ -109,6 +126,8 @@ pub struct Variant {
     pub name: &'static str,
     /// What a returned `append` survives.
     pub guarantee: Guarantee,
+    /// One call per message or per batch.
+    pub sends: Sends,
     /// How W4 reads it back, for the table (`None`: not in W4).
     pub reads: Option<&'static str>,
     /// The workloads this variant runs.

@@ -22,9 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use bytes::Bytes;
-
-use super::{Guarantee, Queue, SharedQueue, Sizing, Tally, Variant, sync_dir};
+use super::{Guarantee, Queue, Sends, SharedQueue, Sizing, Tally, Variant, sync_dir};
 use crate::workloads::Workload;
 
 /// The report's footnote on the plain file.
@@ -52,6 +50,7 @@ pub fn variants() -> Vec<Variant> {
         Variant {
             name: "plain-buffered",
             guarantee: Guarantee::Buffered,
+            sends: Sends::OneByOne,
             reads: Some("scan: 256 KiB BufReader"),
             workloads: &[Workload::W1, Workload::W4, Workload::W5],
             open: |dir, sizing| Box::new(BufferedFile::open(dir, sizing, false)),
@@ -60,6 +59,7 @@ pub fn variants() -> Vec<Variant> {
         Variant {
             name: "plain-buffered-prealloc",
             guarantee: Guarantee::Buffered,
+            sends: Sends::OneByOne,
             reads: None,
             workloads: NO_SYNC,
             open: |dir, sizing| Box::new(BufferedFile::open(dir, sizing, true)),
@@ -68,6 +68,7 @@ pub fn variants() -> Vec<Variant> {
         Variant {
             name: "plain-sync",
             guarantee: Guarantee::Synced,
+            sends: Sends::OneByOne,
             reads: None,
             workloads: DURABLE,
             open: |dir, sizing| Box::new(SyncFile::open(dir, sizing, false)),
@@ -80,6 +81,7 @@ pub fn variants() -> Vec<Variant> {
         Variant {
             name: "plain-sync-prealloc",
             guarantee: Guarantee::Synced,
+            sends: Sends::OneByOne,
             reads: None,
             workloads: DURABLE,
             open: |dir, sizing| Box::new(SyncFile::open(dir, sizing, true)),
@@ -92,6 +94,7 @@ pub fn variants() -> Vec<Variant> {
         Variant {
             name: "plain-group",
             guarantee: Guarantee::Synced,
+            sends: Sends::OneByOne,
             reads: None,
             workloads: DURABLE,
             open: |dir, sizing| Box::new(GroupFile::open(dir, sizing, false)),
@@ -100,6 +103,7 @@ pub fn variants() -> Vec<Variant> {
         Variant {
             name: "plain-group-prealloc",
             guarantee: Guarantee::Synced,
+            sends: Sends::OneByOne,
             reads: None,
             workloads: DURABLE,
             open: |dir, sizing| Box::new(GroupFile::open(dir, sizing, true)),
@@ -196,7 +200,7 @@ impl BufferedFile {
 }
 
 impl Queue for BufferedFile {
-    fn append(&mut self, payload: &Bytes) {
+    fn append(&mut self, payload: &[u8]) {
         self.writer
             .write_all(&header(payload))
             .and_then(|()| self.writer.write_all(payload))
@@ -237,7 +241,7 @@ impl SyncFile {
 }
 
 impl Queue for SyncFile {
-    fn append(&mut self, payload: &Bytes) {
+    fn append(&mut self, payload: &[u8]) {
         self.record.clear();
         self.record.extend_from_slice(&header(payload));
         self.record.extend_from_slice(payload);
@@ -259,7 +263,7 @@ impl Queue for SyncFile {
 struct SharedSyncFile(Mutex<SyncFile>);
 
 impl SharedQueue for SharedSyncFile {
-    fn append(&self, payload: &Bytes) {
+    fn append(&self, payload: &[u8]) {
         self.0.lock().expect("plain file mutex").append(payload);
     }
 }
@@ -376,7 +380,7 @@ fn flush_loop(shared: &GroupShared, file: &File) {
 }
 
 impl Queue for GroupFile {
-    fn append(&mut self, payload: &Bytes) {
+    fn append(&mut self, payload: &[u8]) {
         self.append_durable(payload);
     }
 
@@ -392,7 +396,7 @@ impl Queue for GroupFile {
 }
 
 impl SharedQueue for GroupFile {
-    fn append(&self, payload: &Bytes) {
+    fn append(&self, payload: &[u8]) {
         self.append_durable(payload);
     }
 

@@ -12,10 +12,9 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use bytes::Bytes;
 use queue_file::QueueFile;
 
-use super::{Guarantee, Queue, READ_BATCH, SharedQueue, Tally, Variant};
+use super::{Guarantee, Queue, READ_BATCH, Sends, SharedQueue, Tally, Variant};
 use crate::workloads::Workload;
 
 /// The report's footnote on queue-file.
@@ -29,6 +28,7 @@ pub fn variants() -> Vec<Variant> {
         Variant {
             name: "queue-file",
             guarantee: Guarantee::Written,
+            sends: Sends::OneByOne,
             reads: Some("iterate 1000 + remove_n(1000)"),
             workloads: &[Workload::W1, Workload::W4, Workload::W5],
             open: |dir, _| Box::new(QueueFileQueue(open(dir, false))),
@@ -37,6 +37,7 @@ pub fn variants() -> Vec<Variant> {
         Variant {
             name: "queue-file-sync",
             guarantee: Guarantee::Synced,
+            sends: Sends::OneByOne,
             reads: None,
             workloads: &[Workload::W2, Workload::W3],
             open: |dir, _| Box::new(QueueFileQueue(open(dir, true))),
@@ -54,7 +55,7 @@ fn open(dir: &Path, sync_writes: bool) -> QueueFile {
 struct QueueFileQueue(QueueFile);
 
 impl Queue for QueueFileQueue {
-    fn append(&mut self, payload: &Bytes) {
+    fn append(&mut self, payload: &[u8]) {
         self.0.add(payload).expect("queue-file add");
     }
 
@@ -80,7 +81,7 @@ impl Queue for QueueFileQueue {
 struct SharedQueueFile(Mutex<QueueFile>);
 
 impl SharedQueue for SharedQueueFile {
-    fn append(&self, payload: &Bytes) {
+    fn append(&self, payload: &[u8]) {
         self.0
             .lock()
             .expect("queue-file mutex")

@@ -12,10 +12,9 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use redb::{Database, Durability, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 
-use super::{Guarantee, Queue, READ_BATCH, SharedQueue, Tally, Variant};
+use super::{Guarantee, Queue, READ_BATCH, Sends, SharedQueue, Tally, Variant};
 use crate::workloads::Workload;
 
 /// The report's footnote on redb.
@@ -33,6 +32,7 @@ pub fn variants() -> Vec<Variant> {
         Variant {
             name: "redb-none",
             guarantee: Guarantee::Buffered,
+            sends: Sends::OneByOne,
             reads: Some("extract 1000 keys, one transaction"),
             workloads: &[Workload::W1, Workload::W4, Workload::W5],
             open: |dir, _| Box::new(RedbQueue::open(dir, Durability::None)),
@@ -41,6 +41,7 @@ pub fn variants() -> Vec<Variant> {
         Variant {
             name: "redb-immediate",
             guarantee: Guarantee::Synced,
+            sends: Sends::OneByOne,
             reads: None,
             workloads: &[Workload::W2, Workload::W3],
             open: |dir, _| Box::new(RedbQueue::open(dir, Durability::Immediate)),
@@ -105,7 +106,7 @@ impl RedbQueue {
 }
 
 impl Queue for RedbQueue {
-    fn append(&mut self, payload: &Bytes) {
+    fn append(&mut self, payload: &[u8]) {
         self.insert(payload);
     }
 
@@ -138,7 +139,7 @@ impl Queue for RedbQueue {
 }
 
 impl SharedQueue for RedbQueue {
-    fn append(&self, payload: &Bytes) {
+    fn append(&self, payload: &[u8]) {
         self.insert(payload);
     }
 }

@@ -15,10 +15,9 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use bytes::Bytes;
 use rusqlite::Connection;
 
-use super::{Guarantee, Queue, READ_BATCH, SharedQueue, Tally, Variant};
+use super::{Guarantee, Queue, READ_BATCH, Sends, SharedQueue, Tally, Variant};
 use crate::workloads::Workload;
 
 /// The report's footnote on SQLite.
@@ -33,6 +32,7 @@ pub fn variants() -> Vec<Variant> {
         Variant {
             name: "sqlite-normal",
             guarantee: Guarantee::Written,
+            sends: Sends::OneByOne,
             reads: Some("SELECT 1000 + DELETE, one transaction"),
             workloads: &[Workload::W1, Workload::W4, Workload::W5],
             open: |dir, _| Box::new(SqliteQueue::open(dir, Synchronous::Normal)),
@@ -41,6 +41,7 @@ pub fn variants() -> Vec<Variant> {
         Variant {
             name: "sqlite-full",
             guarantee: Guarantee::Synced,
+            sends: Sends::OneByOne,
             reads: None,
             workloads: &[Workload::W2, Workload::W3],
             open: |dir, _| Box::new(SqliteQueue::open(dir, Synchronous::Full)),
@@ -127,7 +128,7 @@ impl SqliteQueue {
 }
 
 impl Queue for SqliteQueue {
-    fn append(&mut self, payload: &Bytes) {
+    fn append(&mut self, payload: &[u8]) {
         insert(&self.conn, payload);
     }
 
@@ -148,7 +149,7 @@ impl Queue for SqliteQueue {
 struct SharedSqlite(Mutex<Connection>);
 
 impl SharedQueue for SharedSqlite {
-    fn append(&self, payload: &Bytes) {
+    fn append(&self, payload: &[u8]) {
         let conn = self.0.lock().expect("SQLite mutex");
         insert(&conn, payload);
     }

@@ -1,14 +1,20 @@
 //! wharf itself, through its public API only, with default options: one topic with one
-//! partition, one `send` per message.
+//! partition.
 //!
-//! - `wharf-nowait` and `wharf-write` (W1, W5; `wharf-write` also writes W4's records): a
-//!   producer with `AckMode::NoWait` / `AckMode::Write`, then `Wharf::sync`. The background
-//!   flusher syncs every second meanwhile, as it does by default.
+//! - `wharf-nowait` and `wharf-write` (W1, W5; `wharf-write` also writes W4's records): one
+//!   `send` per message, with `AckMode::NoWait` / `AckMode::Write`, then `Wharf::sync`. The
+//!   background flusher syncs every second meanwhile, as it does by default.
+//! - `wharf-batch` (W1, and the writes of W4b): one `send_batch` per 1,000 messages, with
+//!   `AckMode::Write`, then `Wharf::sync`.
 //! - `wharf-fsync` (W2, W3): `AckMode::Fsync`. In W3 the producer threads share one `Wharf`
-//!   (and one `Producer`, which is `Send + Sync`); concurrent sends share one `fdatasync` inside wharf.
-//! - W4 reads with a consumer: `poll_batch(1000)` and one `commit()` per batch, with
+//!   (and one `Producer`, which is `Send + Sync`); concurrent sends share one `fdatasync` inside
+//!   wharf.
+//! - W4 and W4b read with a consumer: `poll_batch(1000)` and one `commit()` per batch, with
 //!   `commit_ack(AckMode::Write)` (offsets written, synced in the background), like the other
 //!   queues' acks in W4, none of which is synced either.
+//!
+//! The payload arrives as a `&[u8]`, like every system's. wharf's `Record` owns its payload as
+//! a `Bytes`, so [`record`] copies the slice into one, inside the timed region, for every send.
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,12 +22,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use wharf::{AckMode, Producer, Record, TopicConfig, Wharf};
 
-use super::{Guarantee, Queue, READ_BATCH, SharedQueue, Sizing, Tally, Variant};
+use super::{Guarantee, Queue, READ_BATCH, SEND_BATCH, Sends, SharedQueue, Sizing, Tally, Variant};
 use crate::workloads::Workload;
 
 /// The report's footnote on wharf.
 pub const NOTE: &str = "wharf: default options, one topic with one partition, one `send` per \
-    message. W3 shares one `Wharf` and one `Fsync` producer between the threads (group commit \
+    message (`wharf-batch`: one `send_batch` per 1,000, `Write` ack); each `Record` is built from \
+    a copy of the borrowed payload (timed). W3 shares one `Wharf` and one `Fsync` producer between the threads (group commit \
     inside wharf). W4 reads with a consumer, `poll_batch(1000)` and one `commit()` per batch, \
     committing with `commit_ack(Write)` (not synced, like the other queues' acks in W4).";
 
@@ -39,6 +46,7 @@ pub fn variants() -> Vec<Variant> {
         Variant {
             name: "wharf-nowait",
             guarantee: Guarantee::Buffered,
+            sends: Sends::OneByOne,
             reads: None,
             workloads: &[Workload::W1, Workload::W5],
             open: |dir, _| Box::new(WharfQueue::open(dir, AckMode::NoWait)),
@@ -47,20 +55,39 @@ pub fn variants() -> Vec<Variant> {
         Variant {
             name: "wharf-write",
             guarantee: Guarantee::Written,
+            sends: Sends::OneByOne,
             reads: Some("consumer: poll_batch(1000) + commit"),
             workloads: &[Workload::W1, Workload::W4, Workload::W5],
             open: |dir, _| Box::new(WharfQueue::open(dir, AckMode::Write)),
             open_shared: None,
         },
         Variant {
+            name: "wharf-batch",
+            guarantee: Guarantee::Written,
+            sends: Sends::Batches,
+            reads: Some("consumer: poll_batch(1000) + commit"),
+            workloads: &[Workload::W1, Workload::W4b],
+            open: |dir, _| Box::new(BatchQueue(WharfQueue::open(dir, AckMode::Write))),
+            open_shared: None,
+        },
+        Variant {
             name: "wharf-fsync",
             guarantee: Guarantee::Synced,
+            sends: Sends::OneByOne,
             reads: None,
             workloads: &[Workload::W2, Workload::W3],
             open: |dir, _| Box::new(WharfQueue::open(dir, AckMode::Fsync)),
             open_shared: Some(|dir, _: Sizing| Box::new(SharedWharf::open(dir))),
         },
     ]
+}
+
+/// The record for one borrowed payload. `Record` owns its payload as a `Bytes`, so this copies
+/// the slice (every send pays for it, inside the timed region). Once wharf takes a borrowed
+/// payload (a `send_slice(&[u8])` or a borrowed record), the callers switch to it and this
+/// function goes: it is the one place the conversion happens.
+fn record(payload: &[u8]) -> Record {
+    Record::new(TOPIC, Bytes::copy_from_slice(payload))
 }
 
 /// Opens `dir`, creating the topic the first time.
@@ -87,10 +114,8 @@ impl WharfQueue {
 }
 
 impl Queue for WharfQueue {
-    fn append(&mut self, payload: &Bytes) {
-        self.producer
-            .send(Record::new(TOPIC, payload.clone()))
-            .expect("wharf send");
+    fn append(&mut self, payload: &[u8]) {
+        self.producer.send(record(payload)).expect("wharf send");
     }
 
     fn sync(&mut self) {
@@ -129,6 +154,44 @@ impl Queue for WharfQueue {
     }
 }
 
+/// `wharf-batch`: like `wharf-write`, but one `send_batch` per [`SEND_BATCH`] records.
+struct BatchQueue(WharfQueue);
+
+impl BatchQueue {
+    fn send_batch(&self, payloads: &[&[u8]]) {
+        let receipts = self
+            .0
+            .producer
+            .send_batch(payloads.iter().copied().map(record))
+            .expect("wharf send_batch");
+        assert_eq!(receipts.len(), payloads.len(), "a receipt per record");
+    }
+}
+
+impl Queue for BatchQueue {
+    fn append(&mut self, payload: &[u8]) {
+        self.send_batch(&[payload]);
+    }
+
+    fn append_all(&mut self, payloads: &[&[u8]]) {
+        for batch in payloads.chunks(SEND_BATCH) {
+            self.send_batch(batch);
+        }
+    }
+
+    fn sync(&mut self) {
+        self.0.sync();
+    }
+
+    fn read_all(&mut self, expected: u64) -> Tally {
+        self.0.read_all(expected)
+    }
+
+    fn close(self: Box<Self>) {
+        Box::new(self.0).close();
+    }
+}
+
 /// One `Wharf` and one `Fsync` producer (`Send + Sync`) shared by the producer threads.
 struct SharedWharf {
     wharf: Wharf,
@@ -144,10 +207,8 @@ impl SharedWharf {
 }
 
 impl SharedQueue for SharedWharf {
-    fn append(&self, payload: &Bytes) {
-        self.producer
-            .send(Record::new(TOPIC, payload.clone()))
-            .expect("wharf send");
+    fn append(&self, payload: &[u8]) {
+        self.producer.send(record(payload)).expect("wharf send");
     }
 
     fn close(self: Box<Self>) {
