@@ -270,6 +270,20 @@ pub enum ErrorKind {
         #[source]
         source: Error,
     },
+
+    /// Records sent without waiting ([`crate::AckMode::NoWait`]: `send_oneway`, or
+    /// `send_async` without a handle waited on) were not stored: appending the producer's
+    /// batch that held them failed in the background. Returned once, by the next call on that
+    /// producer that can fail (a send, `flush`); the send that returns it did not take its own
+    /// record. `source` is the append's failure (`Full`, `Poisoned`, `Closed`, ...).
+    #[error("{records} records sent without waiting were not stored: {source}")]
+    Unsent {
+        /// How many records were lost.
+        records: u64,
+        /// Why their append failed.
+        #[source]
+        source: Error,
+    },
 }
 
 /// How many partitions `receipts` name.
@@ -302,7 +316,9 @@ impl Error {
             | ErrorKind::CorruptFile { path, .. }
             | ErrorKind::IncompatibleFormat { path, .. } => Some(path),
             ErrorKind::Locked { dir } | ErrorKind::ReadOnly { dir } => Some(dir),
-            ErrorKind::PartlyStored { source, .. } => source.path(),
+            ErrorKind::PartlyStored { source, .. } | ErrorKind::Unsent { source, .. } => {
+                source.path()
+            }
             _ => None,
         }
     }
@@ -319,7 +335,9 @@ impl Error {
             | ErrorKind::Revoked { topic, .. }
             | ErrorKind::InvalidCommit { topic, .. }
             | ErrorKind::Poisoned { topic, .. } => Some(topic),
-            ErrorKind::PartlyStored { source, .. } => source.topic(),
+            ErrorKind::PartlyStored { source, .. } | ErrorKind::Unsent { source, .. } => {
+                source.topic()
+            }
             _ => None,
         }
     }
@@ -330,7 +348,9 @@ impl Error {
             ErrorKind::Corrupt { offset, .. }
             | ErrorKind::OffsetOutOfRange { offset, .. }
             | ErrorKind::InvalidCommit { offset, .. } => Some(*offset),
-            ErrorKind::PartlyStored { source, .. } => source.offset(),
+            ErrorKind::PartlyStored { source, .. } | ErrorKind::Unsent { source, .. } => {
+                source.offset()
+            }
             _ => None,
         }
     }

@@ -1,11 +1,18 @@
 //! [`Producer`]: sends records at an [`AckMode`].
 //!
-//! A send appends in the calling thread (a memory copy into the mapped segment, under the
-//! partition's lock), then, for `Fsync`, joins the partition's group sync. Every failure is
-//! returned to the caller or completes its [`SendHandle`]; none is dropped.
+//! A `Write` or `Fsync` send appends in the calling thread (a memory copy into the mapped
+//! segment, under the partition's lock), then, for `Fsync`, joins the partition's group sync.
+//! A `NoWait` send encodes the record into the producer's open batch for its partition (the
+//! accumulator), appended when full, after `linger`, or on `flush`. Every failure is
+//! returned to the caller, completes its [`SendHandle`], or (for records nobody waits for)
+//! is returned by the producer's next call as [`ErrorKind::Unsent`]; none is dropped.
+
+mod accumulator;
+pub(crate) mod linger;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::error::{ErrorKind, Result};
@@ -17,13 +24,22 @@ use crate::retry::delayed;
 use crate::topic::Topic;
 use crate::wharf::Inner;
 use crate::writer::ack::{AckMode, Completion, SendHandle, SendReceipt};
+use accumulator::Accumulator;
 
-/// Builds a [`Producer`]. Defaults: [`AckMode::Write`] and the [`DefaultPartitioner`].
+/// Default [`ProducerBuilder::batch_bytes`]: 16 KiB, Kafka's `batch.size`.
+pub const DEFAULT_BATCH_BYTES: usize = 16 * 1024;
+/// Default [`ProducerBuilder::linger`]: 5 ms, Kafka's `linger.ms` since 4.0.
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
+
+/// Builds a [`Producer`]. Defaults: [`AckMode::Write`], the [`DefaultPartitioner`],
+/// [`DEFAULT_BATCH_BYTES`] and [`DEFAULT_LINGER`].
 #[must_use]
 pub struct ProducerBuilder {
     wharf: Arc<Inner>,
     ack: AckMode,
     partitioner: Arc<dyn Partitioner>,
+    batch_bytes: usize,
+    linger: Duration,
 }
 
 impl ProducerBuilder {
@@ -32,7 +48,24 @@ impl ProducerBuilder {
             wharf,
             ack: AckMode::default(),
             partitioner: Arc::new(DefaultPartitioner::default()),
+            batch_bytes: DEFAULT_BATCH_BYTES,
+            linger: DEFAULT_LINGER,
         }
+    }
+
+    /// How large a batch of records sent without waiting ([`AckMode::NoWait`]) grows before
+    /// it is appended (Kafka's `batch.size`); a larger record goes alone. At most the
+    /// topic's segment room and 1 MiB. Default [`DEFAULT_BATCH_BYTES`].
+    pub fn batch_bytes(mut self, bytes: usize) -> Self {
+        self.batch_bytes = bytes.max(1);
+        self
+    }
+
+    /// How long a batch of records sent without waiting may wait for more before it is
+    /// appended (Kafka's `linger.ms`). Default [`DEFAULT_LINGER`].
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
     }
 
     /// The ack mode of [`Producer::send`], [`Producer::send_batch`] and
@@ -50,8 +83,10 @@ impl ProducerBuilder {
 
     /// Builds the producer.
     pub fn build(self) -> Producer {
+        let timer = self.wharf.shared.linger.clone();
         Producer {
             inner: Arc::new(ProducerInner {
+                accumulator: Accumulator::new(self.batch_bytes, self.linger, timer),
                 wharf: self.wharf,
                 ack: self.ack,
                 partitioner: self.partitioner,
@@ -64,6 +99,8 @@ impl fmt::Debug for ProducerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProducerBuilder")
             .field("ack", &self.ack)
+            .field("batch_bytes", &self.batch_bytes)
+            .field("linger", &self.linger)
             .finish_non_exhaustive()
     }
 }
@@ -76,6 +113,9 @@ pub struct Producer {
 }
 
 struct ProducerInner {
+    /// Records sent with `NoWait`, until their batch is appended. Dropped (and so flushed)
+    /// before `wharf`.
+    accumulator: Arc<Accumulator>,
     wharf: Arc<Inner>,
     ack: AckMode,
     partitioner: Arc<dyn Partitioner>,
@@ -113,6 +153,10 @@ impl Producer {
     /// # Errors
     ///
     /// As [`Producer::send`].
+    /// With [`AckMode::NoWait`] the record is appended in the caller's thread (the receipt
+    /// needs its offset), after the partition's open batch of records sent without waiting;
+    /// nothing waits for a sync. [`Producer::send_oneway`] and [`Producer::send_async`]
+    /// batch instead.
     pub fn send_with(&self, record: Record, ack: AckMode) -> Result<SendReceipt> {
         let record = self.undelayed(record)?;
         let (topic, receipt) = self.append(&record, ack)?;
@@ -124,16 +168,38 @@ impl Producer {
         Ok(receipt)
     }
 
-    /// Sends `record` without waiting for anything beyond the hand-off ([`AckMode::NoWait`]);
-    /// RocketMQ's `sendOneway`.
+    /// Sends `record` without waiting for anything ([`AckMode::NoWait`], whatever the
+    /// producer's ack mode); RocketMQ's `sendOneway`. The record is encoded into the open
+    /// batch of its partition, appended when it reaches [`ProducerBuilder::batch_bytes`],
+    /// after [`ProducerBuilder::linger`], on [`Producer::flush`], [`crate::Wharf::sync`] and
+    /// `close`, or when the last clone of the producer is dropped.
+    ///
+    /// What it survives: nothing until its batch is appended (a `kill -9` before that loses
+    /// it); then what a `Write` send survives.
     ///
     /// # Errors
     ///
-    /// Errors detected before the hand-off, as [`Producer::send`]; a later background sync
-    /// failure shows up as [`ErrorKind::Poisoned`] on the next send to that partition.
+    /// Errors detected before the hand-off, as [`Producer::send`] (the record is not taken);
+    /// [`ErrorKind::Unsent`] if records sent earlier without waiting were lost (this record
+    /// is not taken either); or the failure to append a batch this record filled (the
+    /// record was taken: it is in that batch, lost with it, or in the next one). A later
+    /// background sync failure shows up as [`ErrorKind::Poisoned`] on the next send to that
+    /// partition.
     pub fn send_oneway(&self, record: Record) -> Result<()> {
         let record = self.undelayed(record)?;
-        self.append(&record, AckMode::NoWait).map(|_| ())
+        self.accumulate(&record, false).map(|_| ())
+    }
+
+    /// Appends every batch of records sent without waiting that is still open, in the
+    /// calling thread: when it returns, they are in their segments (as if sent with
+    /// `Write`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unsent`] if records sent without waiting were lost since the last report
+    /// (by this flush or a background one).
+    pub fn flush(&self) -> Result<()> {
+        self.inner.accumulator.flush()
     }
 
     /// Sends records with one append per partition touched (each written as few batches as
@@ -188,6 +254,10 @@ impl Producer {
         }
         let ack = self.inner.ack;
         let mut failure = None;
+        // Records sent earlier without waiting go first.
+        for group in &groups {
+            self.inner.accumulator.flush_partition(&group.log)?;
+        }
         for group in &mut groups {
             match group.log.append(&group.members) {
                 Ok(appended) => {
@@ -237,6 +307,13 @@ impl Producer {
             Ok(record) => record,
             Err(e) => return SendHandle::done(Err(e)),
         };
+        if ack == AckMode::NoWait {
+            return match self.accumulate(&record, true) {
+                Ok((_, Some(completion))) => SendHandle::new(completion),
+                Ok((_, None)) => SendHandle::done(Err(ErrorKind::Closed.into())),
+                Err(e) => SendHandle::done(Err(e)),
+            };
+        }
         let (topic, receipt) = match self.append(&record, ack) {
             Ok(appended) => appended,
             Err(e) => return SendHandle::done(Err(e)),
@@ -264,9 +341,31 @@ impl Producer {
     fn append(&self, record: &Record, ack: AckMode) -> Result<(Arc<Topic>, SendReceipt)> {
         let topic = self.inner.wharf.shared.topic(&record.topic)?;
         let log = self.route(&topic, record)?;
+        if self.inner.accumulator.has_open() {
+            // Records sent earlier without waiting go first.
+            self.inner.accumulator.flush_partition(log)?;
+        }
         let appended = log.append(&[record])?;
         let receipt = receipt(log, appended.base_offset, record, appended.now, ack);
         Ok((topic, receipt))
+    }
+
+    /// Takes `record` (not a delayed one) into its partition's open batch; with `wait`, a
+    /// completion for its receipt. Returns the partition.
+    fn accumulate(
+        &self,
+        record: &Record,
+        wait: bool,
+    ) -> Result<(Arc<PartitionLog>, Option<Arc<Completion>>)> {
+        let shared = &self.inner.wharf.shared;
+        let topic = shared.topic(&record.topic)?;
+        let log = self.route(&topic, record)?;
+        let completion = wait.then(Completion::new);
+        let now = shared.clock().now().as_millis();
+        self.inner
+            .accumulator
+            .add(log, record, now, completion.clone())?;
+        Ok((Arc::clone(log), completion))
     }
 
     /// The record to store in the delay topic for `record`, sent with `delay`. Its target

@@ -32,6 +32,7 @@ use crate::log::{
     DiskSpace, FlushQueue, OpenSegments, PartitionEnv, PartitionLog, Prefaulter, RollHook,
 };
 use crate::producer::ProducerBuilder;
+use crate::producer::linger::Linger;
 use crate::reader::PartitionReader;
 use crate::retention::RetentionThread;
 use crate::retry::policy::DelayLevels;
@@ -124,6 +125,9 @@ pub(crate) struct Shared {
     /// Records deleted by hard size limits before the groups retention waited for consumed
     /// them, since the open.
     unconsumed_dropped: std::sync::atomic::AtomicU64,
+    /// The producers, and the thread that appends their lingering `NoWait` batches (none
+    /// when read-only).
+    pub(crate) linger: Option<Arc<Linger>>,
     /// This `Shared` itself, for the threads it starts.
     this: Weak<Shared>,
 }
@@ -346,6 +350,7 @@ impl WharfBuilder {
             recovery_mode: self.options.recovery_mode,
         };
         let topics = open_topics(vfs.as_ref(), &dir, &env)?;
+        let threaded = self.options.background_threads;
         let shared = Arc::new_cyclic(|this| Shared {
             dir,
             vfs,
@@ -358,6 +363,7 @@ impl WharfBuilder {
             closed: AtomicBool::new(false),
             scheduler: Mutex::new(None),
             retention: Mutex::new(None),
+            linger: (!read_only).then(|| Linger::new(threaded)),
             unconsumed_dropped: std::sync::atomic::AtomicU64::new(0),
             this: this.clone(),
         });
@@ -689,10 +695,12 @@ impl Wharf {
     ///
     /// `Poisoned` if a sync fails, `Closed` after close.
     pub fn sync(&self) -> Result<()> {
+        let appended = self.inner.shared.flush_producers();
         for partition in self.inner.shared.all_partitions() {
             partition.sync_and_checkpoint()?;
         }
-        self.inner.shared.sync_groups()
+        self.inner.shared.sync_groups()?;
+        appended
     }
 
     /// Closes the directory: stops the flusher, syncs and trims every partition, records a
@@ -719,6 +727,9 @@ impl Wharf {
             return;
         }
         shared.closed.store(true, Ordering::Release);
+        if let Some(linger) = &shared.linger {
+            linger.stop();
+        }
         shared.stop_scheduler();
         shared.stop_retention();
         if let Some(mut flusher) = self.inner.flusher.lock().take() {
@@ -738,6 +749,14 @@ impl Wharf {
 impl Inner {
     fn close(&self) -> Result<()> {
         let shared = &self.shared;
+        if shared.closing.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // Producers' open batches, while appends are still taken.
+        let appended = shared.flush_producers();
+        if let Some(linger) = &shared.linger {
+            linger.stop();
+        }
         if shared.closing.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -776,7 +795,7 @@ impl Inner {
             .ctx("write", &path);
         }
         drop(self.lock.lock().take());
-        result
+        result.and(appended)
     }
 }
 
@@ -794,6 +813,17 @@ impl Shared {
             .get(name)
             .cloned()
             .ok_or_else(|| Error::topic_not_found(name))
+    }
+
+    /// Appends every producer's open `NoWait` batches.
+    ///
+    /// # Errors
+    ///
+    /// A producer's loss not reported yet ([`ErrorKind::Unsent`]).
+    pub(crate) fn flush_producers(&self) -> Result<()> {
+        self.linger
+            .as_ref()
+            .map_or(Ok(()), |linger| linger.flush_all())
     }
 
     pub(crate) fn is_closed(&self) -> bool {

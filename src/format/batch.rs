@@ -411,43 +411,19 @@ pub(crate) fn encode_batch(
     now: i64,
     durable_lag: u32,
 ) -> bool {
-    let Ok(length) = u32::try_from(plan.length) else {
+    let fields = HeaderFields {
+        segment_base,
+        base_offset,
+        record_count: records.len(),
+        first_timestamp: plan.first_timestamp,
+        max_timestamp: plan.max_timestamp,
+        layout: plan.layout,
+        producer: plan.producer,
+        durable_lag,
+    };
+    let Some(mut w) = write_header(dst, &fields) else {
         return false;
     };
-    let Some(offset_delta) = base_offset
-        .checked_sub(segment_base)
-        .and_then(|d| u32::try_from(d).ok())
-    else {
-        return false;
-    };
-    if dst.len() != plan.length || records.is_empty() {
-        return false;
-    }
-    let header_len = plan.header_len(records.len());
-    let mut w = Writer::new(dst);
-    w.skip(CRC_LEN);
-    w.u32(length);
-    w.u32(offset_delta);
-    w.u8(BATCH_VERSION);
-    let producer_bit = if plan.producer.is_some() {
-        attr::PRODUCER
-    } else {
-        0
-    };
-    w.u8(plan.layout.bits() | producer_bit);
-    let lag = durable_lag.min(NO_DURABLE_CLAIM).to_le_bytes();
-    w.bytes(lag.get(..3).unwrap_or_default());
-    w.varint(records.len() as u64 - 1);
-    w.varint(varint::zigzag(plan.first_timestamp));
-    w.varint(timestamp_spread(plan.first_timestamp, plan.max_timestamp));
-    if let Some(p) = plan.producer {
-        w.varint(p.producer_id);
-        w.varint(u64::from(p.producer_epoch));
-        w.varint(u64::from(p.base_sequence));
-    }
-    if w.position() != header_len {
-        return false;
-    }
     for record in records {
         let delta = effective_timestamp(record, now).wrapping_sub(plan.first_timestamp);
         encode_record(&mut w, record, delta, plan.layout);
@@ -455,6 +431,66 @@ pub(crate) fn encode_batch(
     if w.overflowed() || w.position() != plan.length {
         return false;
     }
+    seal(dst)
+}
+
+/// What a batch header says.
+struct HeaderFields {
+    segment_base: u64,
+    base_offset: u64,
+    record_count: usize,
+    first_timestamp: i64,
+    max_timestamp: i64,
+    layout: RecordLayout,
+    producer: Option<ProducerStamp>,
+    durable_lag: u32,
+}
+
+/// Writes the header `fields` describe at the front of `dst` (the whole batch, so its length
+/// is `dst.len()`); returns a writer positioned after it, or `None` if a field does not fit.
+fn write_header<'a>(dst: &'a mut [u8], fields: &HeaderFields) -> Option<Writer<'a>> {
+    let length = u32::try_from(dst.len()).ok()?;
+    let offset_delta = fields
+        .base_offset
+        .checked_sub(fields.segment_base)
+        .and_then(|d| u32::try_from(d).ok())?;
+    let count = u64::try_from(fields.record_count).ok()?.checked_sub(1)?;
+    let header_len = header_len(
+        fields.record_count,
+        fields.first_timestamp,
+        fields.max_timestamp,
+        fields.producer.as_ref(),
+    );
+    let mut w = Writer::new(dst);
+    w.skip(CRC_LEN);
+    w.u32(length);
+    w.u32(offset_delta);
+    w.u8(BATCH_VERSION);
+    let producer_bit = if fields.producer.is_some() {
+        attr::PRODUCER
+    } else {
+        0
+    };
+    w.u8(fields.layout.bits() | producer_bit);
+    let lag = fields.durable_lag.min(NO_DURABLE_CLAIM).to_le_bytes();
+    w.bytes(lag.get(..3).unwrap_or_default());
+    w.varint(count);
+    w.varint(varint::zigzag(fields.first_timestamp));
+    w.varint(timestamp_spread(
+        fields.first_timestamp,
+        fields.max_timestamp,
+    ));
+    if let Some(p) = fields.producer {
+        w.varint(p.producer_id);
+        w.varint(u64::from(p.producer_epoch));
+        w.varint(u64::from(p.base_sequence));
+    }
+    (!w.overflowed() && w.position() == header_len).then_some(w)
+}
+
+/// Computes the CRC of the batch that fills `dst` and writes it in; `false` if `dst` is too
+/// short to be a batch.
+fn seal(dst: &mut [u8]) -> bool {
     let crc = batch_crc(dst);
     match dst.get_mut(..CRC_LEN) {
         Some(slot) => {
@@ -462,6 +498,177 @@ pub(crate) fn encode_batch(
             true
         }
         None => false,
+    }
+}
+
+/// A batch being filled one record at a time (a producer's accumulator): its records are
+/// encoded as they come, so appending it is one header, one copy and one CRC. The layout is
+/// the first record's (no key, no headers, or both); a record that needs another layout is
+/// refused, and the caller starts another batch.
+#[derive(Debug)]
+pub(crate) struct BatchBuilder {
+    body: Vec<u8>,
+    record_count: usize,
+    first_timestamp: i64,
+    max_timestamp: i64,
+    layout: RecordLayout,
+}
+
+impl BatchBuilder {
+    /// An empty batch for records like `first`, with room for `capacity` bytes of records.
+    pub(crate) fn new(first: &Record, now: i64, capacity: usize) -> Self {
+        let first_timestamp = effective_timestamp(first, now);
+        BatchBuilder {
+            body: Vec::with_capacity(capacity),
+            record_count: 0,
+            first_timestamp,
+            max_timestamp: first_timestamp,
+            layout: RecordLayout::for_records(&[first]),
+        }
+    }
+
+    /// Encodes `record` at the end of the batch if it fits the batch's layout and keeps the
+    /// batch within `limit` bytes (a first record always fits); its index in the batch.
+    pub(crate) fn push(&mut self, record: &Record, now: i64, limit: usize) -> Option<usize> {
+        let compatible = (record.key.is_none() || !self.layout.no_keys)
+            && (record.headers.is_empty() || !self.layout.no_headers);
+        if !compatible {
+            return None;
+        }
+        let ts = effective_timestamp(record, now);
+        let delta = ts.wrapping_sub(self.first_timestamp);
+        // The limit is checked against the longest header, not this batch's exact one: one
+        // length computation per record instead of two, for at most 60 bytes left unused.
+        if self.layout.no_keys && self.layout.no_headers {
+            // The common case, a bare payload, is written without a length pass or zeroing:
+            // body length, timestamp delta, payload.
+            let mut delta_bytes = [0u8; varint::MAX_LEN];
+            let delta_len = varint::encode(varint::zigzag(delta), &mut delta_bytes);
+            let body = delta_len + record.payload.len();
+            let mut body_len_bytes = [0u8; varint::MAX_LEN];
+            let body_len_len = varint::encode(body as u64, &mut body_len_bytes);
+            let len = body_len_len + body;
+            if self.record_count > 0 && MAX_HEADER_LEN + self.body.len() + len > limit {
+                return None;
+            }
+            self.body
+                .extend_from_slice(body_len_bytes.get(..body_len_len).unwrap_or_default());
+            self.body
+                .extend_from_slice(delta_bytes.get(..delta_len).unwrap_or_default());
+            self.body.extend_from_slice(&record.payload);
+        } else {
+            let len = record_len_in(record, delta, self.layout);
+            if self.record_count > 0 && MAX_HEADER_LEN + self.body.len() + len > limit {
+                return None;
+            }
+            let at = self.body.len();
+            self.body.resize(at + len, 0);
+            let mut w = Writer::new(self.body.get_mut(at..).unwrap_or_default());
+            encode_record(&mut w, record, delta, self.layout);
+        }
+        self.max_timestamp = self.max_timestamp.max(ts);
+        self.record_count += 1;
+        Some(self.record_count - 1)
+    }
+
+    pub(crate) fn record_count(&self) -> usize {
+        self.record_count
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.record_count == 0
+    }
+
+    /// The timestamp of the batch's first record.
+    pub(crate) fn first_timestamp(&self) -> i64 {
+        self.first_timestamp
+    }
+
+    /// Bytes of the whole batch.
+    pub(crate) fn len(&self) -> usize {
+        header_len(
+            self.record_count,
+            self.first_timestamp,
+            self.max_timestamp,
+            None,
+        ) + self.body.len()
+    }
+}
+
+/// A batch to append: records to encode with their plan, or a batch already built.
+#[derive(Clone, Copy)]
+pub(crate) enum BatchSource<'a> {
+    Records {
+        records: &'a [&'a Record],
+        plan: &'a BatchPlan,
+        now: i64,
+    },
+    Built(&'a BatchBuilder),
+}
+
+impl BatchSource<'_> {
+    /// Bytes of the batch.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            BatchSource::Records { plan, .. } => plan.length,
+            BatchSource::Built(b) => b.len(),
+        }
+    }
+
+    pub(crate) fn record_count(&self) -> usize {
+        match self {
+            BatchSource::Records { records, .. } => records.len(),
+            BatchSource::Built(b) => b.record_count,
+        }
+    }
+
+    pub(crate) fn max_timestamp(&self) -> i64 {
+        match self {
+            BatchSource::Records { plan, .. } => plan.max_timestamp,
+            BatchSource::Built(b) => b.max_timestamp,
+        }
+    }
+
+    /// Encodes the batch into `dst` (exactly [`Self::len`] bytes) at `base_offset` of the
+    /// segment starting at `segment_base`; `false` if it does not fit.
+    pub(crate) fn encode(
+        &self,
+        dst: &mut [u8],
+        segment_base: u64,
+        base_offset: u64,
+        durable_lag: u32,
+    ) -> bool {
+        match *self {
+            BatchSource::Records { records, plan, now } => encode_batch(
+                dst,
+                segment_base,
+                base_offset,
+                records,
+                plan,
+                now,
+                durable_lag,
+            ),
+            BatchSource::Built(b) => {
+                if dst.len() != b.len() || b.is_empty() {
+                    return false;
+                }
+                let fields = HeaderFields {
+                    segment_base,
+                    base_offset,
+                    record_count: b.record_count,
+                    first_timestamp: b.first_timestamp,
+                    max_timestamp: b.max_timestamp,
+                    layout: b.layout,
+                    producer: None,
+                    durable_lag,
+                };
+                let Some(mut w) = write_header(dst, &fields) else {
+                    return false;
+                };
+                w.bytes(&b.body);
+                !w.overflowed() && w.position() == dst.len() && seal(dst)
+            }
+        }
     }
 }
 
@@ -1046,6 +1253,56 @@ mod tests {
                 "flip of bit {bit} went unnoticed"
             );
         }
+    }
+
+    /// Builds a batch of `records` one push at a time, as a producer's accumulator does.
+    fn built(records: &[Record], base: u64) -> Option<Vec<u8>> {
+        let mut builder = BatchBuilder::new(&records[0], NOW, 1 << 20);
+        for r in records {
+            builder.push(r, NOW, 1 << 20)?;
+        }
+        let mut buf = vec![0u8; builder.len()];
+        assert!(BatchSource::Built(&builder).encode(&mut buf, SEGMENT_BASE, base, 3));
+        Some(buf)
+    }
+
+    #[test]
+    fn a_built_batch_is_the_batch_encode_writes() {
+        let bare: Vec<Record> = (0..50u8)
+            .map(|i| Record::new("t", vec![i; i as usize]))
+            .collect();
+        let keyed: Vec<Record> = (0..5u8)
+            .map(|i| Record::new("t", vec![i; 3]).key(vec![i]).header("h", "v"))
+            .collect();
+        for records in [&bare, &keyed] {
+            let refs: Vec<&Record> = records.iter().collect();
+            let plan = plan_batch(&refs, NOW);
+            let mut encoded = vec![0u8; plan.length];
+            assert!(encode_batch(
+                &mut encoded,
+                SEGMENT_BASE,
+                SEGMENT_BASE + 4,
+                &refs,
+                &plan,
+                NOW,
+                3
+            ));
+            assert_eq!(built(records, SEGMENT_BASE + 4).unwrap(), encoded);
+        }
+        // A keyed record does not join a batch of keyless ones.
+        let mixed = [Record::new("t", "a"), Record::new("t", "b").key("k")];
+        assert_eq!(built(&mixed, SEGMENT_BASE), None);
+        // The limit holds, counting the longest header.
+        let mut builder = BatchBuilder::new(&bare[10], NOW, 100);
+        let mut pushed = 0;
+        while builder.push(&bare[10], NOW, 100).is_some() {
+            pushed += 1;
+        }
+        assert!(
+            pushed >= 1 && builder.len() <= 100,
+            "{pushed} records, {} bytes",
+            builder.len()
+        );
     }
 
     proptest! {

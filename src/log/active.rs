@@ -24,13 +24,12 @@ use super::mmap::{MapWriter, SharedMap};
 use super::prefault::{PREFAULT_GAP_BYTES, Pace, Prefaulter};
 use super::segment::{LogData, SegmentView};
 use super::space::DiskSpace;
-use crate::format::batch::{self, BatchPlan};
+use crate::format::batch::{self, BatchSource};
 use crate::format::file_header::{
     self, INDEX_HEADER_LEN, IndexHeader, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SMALL_HEADER_LEN,
     SegmentSummary,
 };
 use crate::format::index_entry::{self, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
-use crate::format::record::Record;
 use crate::layout::SegmentPaths;
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 
@@ -329,19 +328,18 @@ impl ActiveSegment {
         self.position == SEGMENT_HEADER_LEN as u64
     }
 
-    /// Appends `records` as one batch of `plan.length` bytes with offsets from
-    /// [`Self::next_offset`], and publishes it. `durable_offset`: every offset below it is on
-    /// stable storage (the batch says so, see [`crate::format::batch`]). On error nothing was
-    /// written.
+    /// Appends `batch` with offsets from [`Self::next_offset`], and publishes it.
+    /// `durable_offset`: every offset below it is on stable storage (the batch says so, see
+    /// [`crate::format::batch`]). `now` paces the prefaulting. On error nothing was written.
     pub(crate) fn append(
         &mut self,
-        records: &[&Record],
-        plan: &BatchPlan,
+        batch: &BatchSource<'_>,
         now: i64,
         durable_offset: u64,
         prefaulter: Option<&Prefaulter>,
     ) -> Result<(), AppendError> {
-        let length = plan.length as u64;
+        let len = batch.len();
+        let length = len as u64;
         let end = self.position + length;
         if end > self.capacity {
             return Err(AppendError::SegmentFull);
@@ -349,10 +347,10 @@ impl ActiveSegment {
         self.reserve(end, false).map_err(AppendError::Io)?;
         let at = to_usize(self.position);
         let segment_base = self.base_offset();
-        let encoded = match self.log.unpublished_mut(at, plan.length) {
+        let encoded = match self.log.unpublished_mut(at, len) {
             Some(dst) => {
                 let lag = batch::durable_lag(self.next_offset, durable_offset);
-                batch::encode_batch(dst, segment_base, self.next_offset, records, plan, now, lag)
+                batch.encode(dst, segment_base, self.next_offset, lag)
             }
             None => false,
         };
@@ -361,19 +359,20 @@ impl ActiveSegment {
                 "batch encoding did not fit its plan",
             )));
         }
+        let max_timestamp = batch.max_timestamp();
         let relative = u32::try_from(self.next_offset - self.base_offset()).unwrap_or(u32::MAX);
         let position = u32::try_from(self.position).unwrap_or(u32::MAX);
         let length32 = u32::try_from(length).unwrap_or(u32::MAX);
-        if let Some(entries) =
-            self.cadence
-                .on_batch(relative, position, length32, plan.max_timestamp)
+        if let Some(entries) = self
+            .cadence
+            .on_batch(relative, position, length32, max_timestamp)
         {
             self.add_index_entries(entries.offset, entries.time);
         }
         self.position = end;
-        self.next_offset += records.len() as u64;
-        self.log.publish(at + plan.length);
-        self.view.publish(self.next_offset, plan.max_timestamp);
+        self.next_offset += batch.record_count() as u64;
+        self.log.publish(at + len);
+        self.view.publish(self.next_offset, max_timestamp);
         if let Some(prefaulter) = prefaulter {
             self.prefault_ahead(now, length, prefaulter);
         }

@@ -13,7 +13,7 @@ use crate::error::{ErrorKind, Result};
 ///
 /// | mode | returns when | survives a process crash | survives power loss | Kafka / RocketMQ |
 /// |---|---|---|---|---|
-/// | `NoWait` | the record was handed to the log | not promised | no | `acks=0`, `sendOneway` |
+/// | `NoWait` | the record is in the producer's batch (in memory) | not until its batch is appended (then as `Write`) | no | `acks=0`, `sendOneway` |
 /// | `Write` | the record is in the segment (OS page cache) and visible to readers | yes | no | `acks=1`, `ASYNC_FLUSH` |
 /// | `Fsync` | the record is on stable storage (`fdatasync`) | yes | yes | `acks=all` + flush, `SYNC_FLUSH` |
 ///
@@ -21,8 +21,15 @@ use crate::error::{ErrorKind, Result};
 /// ([`crate::WharfBuilder::flush_interval`]), which bounds what a power loss can take.
 /// Concurrent `Fsync` sends share one sync (group commit).
 ///
-/// In this version `NoWait` appends in the calling thread exactly as `Write` does (an append is
-/// a memory copy, cheaper than a hand-off to another thread); only `Write` promises it.
+/// `NoWait` records sent with [`crate::Producer::send_oneway`] or `send_async` go into the
+/// producer's open batch for their partition (the accumulator), which is appended when it
+/// reaches [`crate::ProducerBuilder::batch_bytes`], after
+/// [`crate::ProducerBuilder::linger`], on [`crate::Producer::flush`],
+/// [`crate::Wharf::sync`] and `close`, and when the producer is dropped. A `kill -9` loses the
+/// records still in a batch, and only those. A failed append of a batch completes its
+/// records' handles with the error; records nobody waits for are reported as
+/// [`crate::ErrorKind::Unsent`] by the producer's next send or `flush`. `send` with `NoWait`
+/// appends at once (its receipt needs the offset), after the partition's open batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum AckMode {
     /// Fire and forget: nothing is promised once the call returns.

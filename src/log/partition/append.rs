@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use super::{Appended, PartitionLog, STATE_OPEN, restore};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::batch::{self, MAX_HEADER_LEN};
+use crate::format::batch::{self, BatchBuilder, BatchSource, MAX_HEADER_LEN};
+use crate::format::file_header::SEGMENT_HEADER_LEN;
 use crate::format::record::Record;
 use crate::layout::SegmentPaths;
 use crate::log::active::{ActiveSegment, AppendError, Durability, SealedSegment};
@@ -53,6 +54,13 @@ impl From<Error> for Refused {
     }
 }
 
+/// What an append writes.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Records(&'a [&'a Record]),
+    Built(&'a BatchBuilder),
+}
+
 /// A segment an append created to roll into, before it writes anything.
 enum Prepared {
     /// Open: the first roll of an append (so an append that rolls once cannot fail half way).
@@ -72,11 +80,25 @@ impl PartitionLog {
     /// Without space, the call waits up to `full_timeout` for some to be freed (without the
     /// writer lock, so syncs and the deletions that free space go on), then starts over.
     pub(crate) fn append(self: &Arc<Self>, records: &[&Record]) -> Result<Appended> {
-        let now = self.env.clock.now().as_millis();
+        self.append_input(Input::Records(records))
+    }
+
+    /// Appends a batch a producer built (see [`BatchBuilder`]), rolling first if it does not
+    /// fit the active segment. All or nothing, with the same wait for space as
+    /// [`Self::append`].
+    pub(crate) fn append_built(self: &Arc<Self>, batch: &BatchBuilder) -> Result<Appended> {
+        self.append_input(Input::Built(batch))
+    }
+
+    fn append_input(self: &Arc<Self>, input: Input<'_>) -> Result<Appended> {
+        let now = match input {
+            Input::Records(_) => self.env.clock.now().as_millis(),
+            Input::Built(b) => b.first_timestamp(),
+        };
         let mut deadline: Option<Instant> = None;
         loop {
             let freed = self.env.space.freed_count();
-            match self.append_locked(records, now) {
+            match self.append_locked(input, now) {
                 Ok(appended) => {
                     if appended.rolled && self.config.retention.hard_max_bytes.is_some() {
                         self.env.after_roll.call(self);
@@ -96,8 +118,8 @@ impl PartitionLog {
         }
     }
 
-    /// One attempt of [`Self::append`], under the writer lock.
-    fn append_locked(self: &Arc<Self>, records: &[&Record], now: i64) -> Result<Appended, Refused> {
+    /// One attempt of [`Self::append_input`], under the writer lock.
+    fn append_locked(self: &Arc<Self>, input: Input<'_>, now: i64) -> Result<Appended, Refused> {
         let mut guard = self.writer.lock();
         let state = self.state.load(Ordering::Acquire);
         if state != STATE_OPEN {
@@ -112,29 +134,9 @@ impl PartitionLog {
         };
         let base_offset = active.next_offset();
         let segment_before = active.base_offset();
-        // The common case, one batch in the active segment, plans without allocating.
-        let room =
-            usize::try_from(self.config.segment_bytes - active.position()).unwrap_or(usize::MAX);
-        let (take, plan) = batch::plan_prefix(records, now, room.min(self.max_batch_bytes()));
-        let result = if take == records.len() && take > 0 {
-            active
-                .append(
-                    records,
-                    &plan,
-                    now,
-                    self.durable_offset(),
-                    self.env.prefaulter.as_deref(),
-                )
-                .map_err(|e| match e {
-                    AppendError::Io(e) => {
-                        Error::space("allocate space in", &active.view().paths.log, e)
-                    }
-                    AppendError::SegmentFull => {
-                        Error::from_io(io::Error::other("a planned batch did not fit its segment"))
-                    }
-                })
-        } else {
-            self.append_spanning(active, records, now)
+        let result = match input {
+            Input::Records(records) => self.append_records(active, records, now),
+            Input::Built(batch) => self.append_batch(active, batch),
         };
         // Publish what was written (a prefix, if opening a segment failed half way).
         let rolled = active.base_offset() != segment_before;
@@ -158,6 +160,80 @@ impl PartitionLog {
             now,
             rolled,
         })
+    }
+
+    /// Appends `records` to `active`, planned as batches, rolling as needed.
+    fn append_records(
+        self: &Arc<Self>,
+        active: &mut ActiveSegment,
+        records: &[&Record],
+        now: i64,
+    ) -> Result<()> {
+        // The common case, one batch in the active segment, plans without allocating.
+        let room =
+            usize::try_from(self.config.segment_bytes - active.position()).unwrap_or(usize::MAX);
+        let (take, plan) = batch::plan_prefix(records, now, room.min(self.max_batch_bytes()));
+        if take == records.len() && take > 0 {
+            let source = BatchSource::Records {
+                records,
+                plan: &plan,
+                now,
+            };
+            self.write_batch(active, &source, now)
+        } else {
+            self.append_spanning(active, records, now)
+        }
+    }
+
+    /// Appends a built batch to `active`, rolling first if it does not fit.
+    fn append_batch(
+        self: &Arc<Self>,
+        active: &mut ActiveSegment,
+        batch: &BatchBuilder,
+    ) -> Result<()> {
+        let len = batch.len() as u64;
+        if len > self.config.segment_bytes - SEGMENT_HEADER_LEN as u64 {
+            return Err(Error::invalid_config(
+                "a batch does not fit in an empty segment",
+            ));
+        }
+        if active.position() + len > self.config.segment_bytes {
+            self.roll(active, false)?;
+        }
+        self.write_batch(active, &BatchSource::Built(batch), batch.first_timestamp())
+    }
+
+    /// Writes one batch that fits the active segment.
+    fn write_batch(
+        &self,
+        active: &mut ActiveSegment,
+        batch: &BatchSource<'_>,
+        now: i64,
+    ) -> Result<()> {
+        active
+            .append(
+                batch,
+                now,
+                self.durable_offset(),
+                self.env.prefaulter.as_deref(),
+            )
+            .map_err(|e| match e {
+                AppendError::Io(e) => {
+                    Error::space("allocate space in", &active.view().paths.log, e)
+                }
+                AppendError::SegmentFull => {
+                    Error::from_io(io::Error::other("a planned batch did not fit its segment"))
+                }
+            })
+    }
+
+    /// The largest batch a producer builds for this partition: the room of an empty
+    /// segment, at most [`MAX_BATCH_BYTES`] (a record larger than that goes alone).
+    pub(crate) fn largest_batch(&self) -> usize {
+        let room = self.config.segment_bytes - SEGMENT_HEADER_LEN as u64;
+        usize::try_from(room)
+            .unwrap_or(usize::MAX)
+            .min(MAX_BATCH_BYTES)
     }
 
     /// The largest batch an append writes.
@@ -198,8 +274,13 @@ impl PartitionLog {
         let write = |active: &mut ActiveSegment, segment: &PlannedSegment| {
             for batch in &segment.batches {
                 let chunk = records.get(batch.records.clone()).unwrap_or_default();
+                let source = BatchSource::Records {
+                    records: chunk,
+                    plan: &batch.plan,
+                    now,
+                };
                 active
-                    .append(chunk, &batch.plan, now, self.durable_offset(), prefaulter)
+                    .append(&source, now, self.durable_offset(), prefaulter)
                     .map_err(|_| {
                         Error::from_io(io::Error::other("a planned batch did not fit its space"))
                     })?;
