@@ -2,7 +2,8 @@
 //! partition.
 //!
 //! - `wharf-nowait` and `wharf-write` (W1, W5; `wharf-write` also writes W4's records): one
-//!   `send` per message, with `AckMode::NoWait` / `AckMode::Write`, then `Wharf::sync`. The
+//!   `send_oneway` (batched by the producer's accumulator, default `batch_bytes` and `linger`)
+//!   / one `send` with `AckMode::Write` per message, then `Wharf::sync`. The
 //!   background flusher syncs every second meanwhile, as it does by default.
 //! - `wharf-batch` (W1, and the writes of W4b): one `send_batch` per 1,000 messages, with
 //!   `AckMode::Write`, then `Wharf::sync`.
@@ -27,7 +28,7 @@ use crate::workloads::Workload;
 
 /// The report's footnote on wharf.
 pub const NOTE: &str = "wharf: default options, one topic with one partition, one `send` per \
-    message (`wharf-batch`: one `send_batch` per 1,000, `Write` ack); each `Record` is built from \
+    message (`wharf-nowait`: one `send_oneway`, batched by the producer; `wharf-batch`: one `send_batch` per 1,000, `Write` ack); each `Record` is built from \
     a copy of the borrowed payload (timed). W3 shares one `Wharf` and one `Fsync` producer between the threads (group commit \
     inside wharf). W4 reads with a consumer, `poll_batch(1000)` and one `commit()` per batch, \
     committing with `commit_ack(Write)` (not synced, like the other queues' acks in W4).";
@@ -115,7 +116,13 @@ impl WharfQueue {
 
 impl Queue for WharfQueue {
     fn append(&mut self, payload: &[u8]) {
-        self.producer.send(record(payload)).expect("wharf send");
+        if self.producer.ack_mode() == AckMode::NoWait {
+            // Fire and forget, its own API: the producer batches the records (its
+            // accumulator), and `sync` appends what is still open.
+            self.producer.send_oneway(record(payload)).expect("wharf send");
+        } else {
+            self.producer.send(record(payload)).expect("wharf send");
+        }
     }
 
     fn sync(&mut self) {
