@@ -119,7 +119,9 @@ impl Queue for WharfQueue {
         if self.producer.ack_mode() == AckMode::NoWait {
             // Fire and forget, its own API: the producer batches the records (its
             // accumulator), and `sync` appends what is still open.
-            self.producer.send_oneway(record(payload)).expect("wharf send");
+            self.producer
+                .send_oneway(record(payload))
+                .expect("wharf send");
         } else {
             self.producer.send(record(payload)).expect("wharf send");
         }
