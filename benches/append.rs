@@ -83,6 +83,51 @@ fn send(c: &mut Criterion) {
     }
 }
 
+/// Times `iters` sends of borrowed slices (`send_slice`, or `send_oneway_slice` + a final
+/// flush for `NoWait`) from one thread, on a fresh Wharf.
+fn time_slice_sends(iters: u64, ack: AckMode, payloads: &[Bytes]) -> Duration {
+    let dir = common::bench_dir();
+    let wharf = Wharf::open(dir.path()).expect("open");
+    wharf
+        .create_topic(TOPIC, TopicConfig::default())
+        .expect("topic");
+    let producer = wharf.producer().ack(ack).build();
+    let started = Instant::now();
+    for i in 0..iters {
+        let payload: &[u8] = &payloads[i as usize % payloads.len()];
+        if ack == AckMode::NoWait {
+            producer
+                .send_oneway_slice(TOPIC, None, payload)
+                .expect("send");
+        } else {
+            black_box(producer.send_slice(TOPIC, None, payload).expect("send"));
+        }
+    }
+    producer.flush().expect("flush");
+    let elapsed = started.elapsed();
+    drop(producer);
+    wharf.close().expect("close");
+    elapsed
+}
+
+/// One producer sending payloads it holds as `&[u8]`: no `Record`, no copy before the
+/// segment (or the producer's batch).
+fn send_slice(c: &mut Criterion) {
+    let mut group = c.benchmark_group("send_slice");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    let payloads = common::payloads(1_024, 100);
+    for ack in [AckMode::Write, AckMode::NoWait] {
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(BenchmarkId::new("100B", format!("{ack:?}")), |b| {
+            b.iter_custom(|iters| time_slice_sends(iters, ack, &payloads));
+        });
+    }
+    group.finish();
+}
+
 /// Times `iters` `send_async` calls from one thread keeping `in_flight` handles open (it
 /// waits for the oldest before sending past that), on a fresh Wharf: the flusher thread does
 /// the group syncs.
@@ -228,5 +273,5 @@ fn map_file(file: &std::fs::File, len: u64) -> memmap2::MmapMut {
     }
 }
 
-criterion_group!(benches, send, send_async, send_batch, backend);
+criterion_group!(benches, send, send_slice, send_async, send_batch, backend);
 criterion_main!(benches);

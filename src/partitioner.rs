@@ -19,6 +19,19 @@ use crate::format::record::Record;
 pub trait Partitioner: Send + Sync + fmt::Debug + 'static {
     /// The partition for `record`, among `partitions` (at least 1).
     fn partition(&self, record: &Record, partitions: u32) -> u32;
+
+    /// The partition for a record sent from borrowed slices
+    /// ([`crate::Producer::send_slice`]), which has `key` and no explicit partition. The
+    /// default builds a record with that key and an empty payload for
+    /// [`Partitioner::partition`]; a partitioner that looks at more than the key sees only
+    /// that.
+    fn partition_key(&self, key: Option<&[u8]>, partitions: u32) -> u32 {
+        let mut record = Record::new("", bytes::Bytes::new());
+        if let Some(key) = key {
+            record = record.key(bytes::Bytes::copy_from_slice(key));
+        }
+        self.partition(&record, partitions)
+    }
 }
 
 /// Key hash (murmur2, Kafka-compatible) for keyed records, round-robin for the rest.
@@ -29,7 +42,11 @@ pub struct DefaultPartitioner {
 
 impl Partitioner for DefaultPartitioner {
     fn partition(&self, record: &Record, partitions: u32) -> u32 {
-        match &record.key {
+        self.partition_key(record.key.as_deref(), partitions)
+    }
+
+    fn partition_key(&self, key: Option<&[u8]>, partitions: u32) -> u32 {
+        match key {
             Some(key) => partition_for_key(key, partitions),
             None => self.next.fetch_add(1, Ordering::Relaxed) % partitions,
         }
@@ -44,6 +61,10 @@ pub struct RoundRobinPartitioner {
 
 impl Partitioner for RoundRobinPartitioner {
     fn partition(&self, _record: &Record, partitions: u32) -> u32 {
+        self.next.fetch_add(1, Ordering::Relaxed) % partitions
+    }
+
+    fn partition_key(&self, _key: Option<&[u8]>, partitions: u32) -> u32 {
         self.next.fetch_add(1, Ordering::Relaxed) % partitions
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::clock::Timestamp;
 use crate::error::{ErrorKind, Result};
 use crate::format::batch;
-use crate::format::record::Record;
+use crate::format::record::{Record, RecordRef};
 use crate::log::PartitionLog;
 use crate::partitioner::{DefaultPartitioner, Partitioner};
 use crate::retry::delayed;
@@ -249,7 +249,7 @@ impl Producer {
             };
             let members = &mut groups[g].members;
             placement.push((g, members.len() as u64));
-            members.push(record);
+            members.push(record.view());
             topic_cache = Some(topic);
         }
         let ack = self.inner.ack;
@@ -285,7 +285,7 @@ impl Producer {
             .filter(|&(&(g, _), _)| groups[g].stored)
             .map(|(&(g, k), record)| {
                 let group = &groups[g];
-                receipt(&group.log, group.base + k, record, group.now, ack)
+                receipt(&group.log, group.base + k, &record.view(), group.now, ack)
             });
         match failure {
             None => Ok(receipts.collect()),
@@ -345,9 +345,55 @@ impl Producer {
             // Records sent earlier without waiting go first.
             self.inner.accumulator.flush_partition(log)?;
         }
-        let appended = log.append(&[record])?;
-        let receipt = receipt(log, appended.base_offset, record, appended.now, ack);
+        let view = record.view();
+        let appended = log.append(&[view])?;
+        let receipt = receipt(log, appended.base_offset, &view, appended.now, ack);
         Ok((topic, receipt))
+    }
+
+    /// Sends `payload` with `key` to `topic`, both borrowed, and waits for the producer's ack
+    /// mode: like [`Producer::send`] of a record with that key and payload (no headers, the
+    /// append's time, the partitioner's choice), without building one: nothing is allocated
+    /// or copied before the bytes go into the segment.
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::send`].
+    pub fn send_slice(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Result<SendReceipt> {
+        let ack = self.inner.ack;
+        let view = slice_view(key, payload);
+        let topic = self.inner.wharf.shared.topic(topic)?;
+        let log = self.route_view(&topic, &view)?;
+        if self.inner.accumulator.has_open() {
+            self.inner.accumulator.flush_partition(log)?;
+        }
+        let appended = log.append(&[view])?;
+        let receipt = receipt(log, appended.base_offset, &view, appended.now, ack);
+        if ack == AckMode::Fsync {
+            log.sync_to(receipt.offset + 1)?;
+        }
+        Ok(receipt)
+    }
+
+    /// Sends `payload` with `key` to `topic`, both borrowed, without waiting: like
+    /// [`Producer::send_oneway`] of a record with that key and payload, encoded straight into
+    /// the producer's batch (the one copy of the bytes before the segment).
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::send_oneway`].
+    pub fn send_oneway_slice(&self, topic: &str, key: Option<&[u8]>, payload: &[u8]) -> Result<()> {
+        let shared = &self.inner.wharf.shared;
+        let view = slice_view(key, payload);
+        let topic = shared.topic(topic)?;
+        let log = self.route_view(&topic, &view)?;
+        let now = shared.clock().now().as_millis();
+        self.inner.accumulator.add(log, &view, now, None)
     }
 
     /// Takes `record` (not a delayed one) into its partition's open batch; with `wait`, a
@@ -364,7 +410,7 @@ impl Producer {
         let now = shared.clock().now().as_millis();
         self.inner
             .accumulator
-            .add(log, record, now, completion.clone())?;
+            .add(log, &record.view(), now, completion.clone())?;
         Ok((Arc::clone(log), completion))
     }
 
@@ -384,11 +430,7 @@ impl Producer {
 
     /// The partition `record` goes to, after checking its size.
     fn route<'t>(&self, topic: &'t Topic, record: &Record) -> Result<&'t Arc<PartitionLog>> {
-        let size = record.encoded_len() as u64;
-        let max = u64::from(topic.config.max_message_bytes);
-        if size > max {
-            return Err(ErrorKind::MessageTooLarge { size, max }.into());
-        }
+        check_size(topic, &record.view())?;
         let partitions = topic.config.partitions;
         let partition = match record.partition {
             Some(p) => p,
@@ -398,12 +440,48 @@ impl Producer {
         };
         topic.partition(partition)
     }
+
+    /// The partition a record of borrowed parts goes to, after checking its size.
+    fn route_view<'t>(
+        &self,
+        topic: &'t Topic,
+        view: &RecordRef<'_>,
+    ) -> Result<&'t Arc<PartitionLog>> {
+        check_size(topic, view)?;
+        let partitions = topic.config.partitions;
+        let partition = if partitions == 1 {
+            0
+        } else {
+            self.inner.partitioner.partition_key(view.key, partitions)
+        };
+        topic.partition(partition)
+    }
+}
+
+/// A keyed or keyless record of borrowed parts, without headers, at the append's time.
+fn slice_view<'a>(key: Option<&'a [u8]>, payload: &'a [u8]) -> RecordRef<'a> {
+    RecordRef {
+        key,
+        payload,
+        headers: &[],
+        timestamp: None,
+    }
+}
+
+/// `MessageTooLarge` unless `view` fits `topic`'s `max_message_bytes`.
+fn check_size(topic: &Topic, view: &RecordRef<'_>) -> Result<()> {
+    let size = batch::record_len(view, 0) as u64;
+    let max = u64::from(topic.config.max_message_bytes);
+    if size > max {
+        return Err(ErrorKind::MessageTooLarge { size, max }.into());
+    }
+    Ok(())
 }
 
 /// The records of one `send_batch` call bound for one partition.
 struct Group<'r> {
     log: Arc<PartitionLog>,
-    members: Vec<&'r Record>,
+    members: Vec<RecordRef<'r>>,
     base: u64,
     now: i64,
     /// Appended (and, with `Fsync`, synced).
@@ -413,7 +491,7 @@ struct Group<'r> {
 fn receipt(
     log: &PartitionLog,
     offset: u64,
-    record: &Record,
+    record: &RecordRef<'_>,
     now: i64,
     ack: AckMode,
 ) -> SendReceipt {

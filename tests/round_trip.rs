@@ -625,3 +625,81 @@ fn recovery_scans_only_past_the_checkpoint() {
     );
     assert_eq!(read_partition(&wharf, "t", 0).len(), 5_010);
 }
+
+/// A record's key (if any) and payload, as read back.
+type KeyAndPayload = (Option<Vec<u8>>, Vec<u8>);
+
+#[test]
+fn borrowed_slices_are_sent_like_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let wharf = Wharf::open(dir.path()).unwrap();
+    let config = TopicConfig::default()
+        .partitions(4)
+        .max_message_bytes(1_024);
+    wharf.create_topic("t", config).unwrap();
+    let mut expected: Vec<Vec<KeyAndPayload>> = vec![Vec::new(); 4];
+    for ack in [AckMode::NoWait, AckMode::Write, AckMode::Fsync] {
+        let producer = wharf.producer().ack(ack).build();
+        for i in 0..40u64 {
+            let body = payload(i, 20);
+            let key = format!("key-{}", i % 7).into_bytes();
+            let key = (i % 3 != 0).then_some(&key[..]);
+            let receipt = producer.send_slice("t", key, &body).unwrap();
+            assert_eq!(receipt.ack(), ack);
+            if let Some(key) = key {
+                assert_eq!(
+                    receipt.partition(),
+                    partition_for_key(key, 4),
+                    "keys route as records do"
+                );
+            }
+            let part = &mut expected[receipt.partition() as usize];
+            assert_eq!(receipt.offset(), part.len() as u64);
+            part.push((key.map(<[u8]>::to_vec), body));
+        }
+        // Without waiting: batched, appended by the flush.
+        for i in 0..10u64 {
+            let body = payload(100 + i, 30);
+            producer
+                .send_oneway_slice("t", Some(b"oneway"), &body)
+                .unwrap();
+            expected[partition_for_key(b"oneway", 4) as usize]
+                .push((Some(b"oneway".to_vec()), body));
+        }
+        producer.flush().unwrap();
+        let too_large = vec![0u8; 2_000];
+        assert!(matches!(
+            producer
+                .send_slice("t", None, &too_large)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::MessageTooLarge { .. }
+        ));
+        assert!(matches!(
+            producer
+                .send_oneway_slice("t", None, &too_large)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::MessageTooLarge { .. }
+        ));
+        assert!(matches!(
+            producer
+                .send_slice("missing", None, b"x")
+                .unwrap_err()
+                .kind(),
+            ErrorKind::TopicNotFound { .. }
+        ));
+    }
+    let check = |wharf: &Wharf| {
+        for (p, want) in expected.iter().enumerate() {
+            let got: Vec<KeyAndPayload> = read_partition(wharf, "t", p as u32)
+                .iter()
+                .map(|m| (m.key().map(<[u8]>::to_vec), m.payload().to_vec()))
+                .collect();
+            assert_eq!(&got, want, "partition {p}");
+        }
+    };
+    check(&wharf);
+    wharf.close().unwrap();
+    check(&Wharf::open(dir.path()).unwrap());
+}

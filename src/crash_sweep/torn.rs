@@ -86,7 +86,7 @@ fn record_of_batch_length(seq: u64, length: u64, now: i64, rng: &mut SimRng) -> 
             if key_len > 0 {
                 record = record.key(vec![b'k'; key_len]);
             }
-            let (_, plan) = batch::plan_prefix(&[&record], now, usize::MAX);
+            let (_, plan) = batch::plan_prefix(&[record.view()], now, usize::MAX);
             if plan.length as u64 == length {
                 return record;
             }

@@ -68,7 +68,7 @@
 use std::ops::Range;
 
 use super::cursor::{Reader, Writer};
-use super::record::Record;
+use super::record::RecordRef;
 use super::varint;
 
 /// Bytes of the fixed part of a batch header (before its varints).
@@ -121,14 +121,14 @@ pub(crate) struct RecordLayout {
 
 impl RecordLayout {
     /// The most compact layout that holds every one of `records`.
-    pub(crate) fn for_records(records: &[&Record]) -> Self {
+    pub(crate) fn for_records(records: &[RecordRef<'_>]) -> Self {
         RecordLayout {
             no_keys: records.iter().all(|r| r.key.is_none()),
             no_headers: records.iter().all(|r| r.headers.is_empty()),
         }
     }
 
-    /// The layout with every field: what [`Record::encoded_len`] measures.
+    /// The layout with every field: what `Record::encoded_len` measures.
     const FULL: RecordLayout = RecordLayout {
         no_keys: false,
         no_headers: false,
@@ -251,16 +251,16 @@ impl std::fmt::Display for BatchError {
 /// Encoded length of `record` in the full layout (every field present; its length prefix
 /// included) when its timestamp is `timestamp_delta` from the batch's first timestamp: an
 /// upper bound of its length in any batch.
-pub(crate) fn record_len(record: &Record, timestamp_delta: i64) -> usize {
+pub(crate) fn record_len(record: &RecordRef<'_>, timestamp_delta: i64) -> usize {
     record_len_in(record, timestamp_delta, RecordLayout::FULL)
 }
 
-fn record_len_in(record: &Record, timestamp_delta: i64, layout: RecordLayout) -> usize {
+fn record_len_in(record: &RecordRef<'_>, timestamp_delta: i64, layout: RecordLayout) -> usize {
     let body = record_body_len(record, timestamp_delta, layout);
     varint::encoded_len(body as u64) + body
 }
 
-fn record_body_len(record: &Record, timestamp_delta: i64, layout: RecordLayout) -> usize {
+fn record_body_len(record: &RecordRef<'_>, timestamp_delta: i64, layout: RecordLayout) -> usize {
     let key_field = match &record.key {
         _ if layout.no_keys => 0,
         Some(key) => varint::encoded_len(key.len() as u64 + 1) + key.len(),
@@ -354,7 +354,7 @@ fn header_len(
 
 /// The timestamp `record` is stored with when appended at `now`.
 #[inline]
-pub(crate) fn effective_timestamp(record: &Record, now: i64) -> i64 {
+pub(crate) fn effective_timestamp(record: &RecordRef<'_>, now: i64) -> i64 {
     record
         .timestamp
         .map_or(now, crate::clock::Timestamp::as_millis)
@@ -362,14 +362,14 @@ pub(crate) fn effective_timestamp(record: &Record, now: i64) -> i64 {
 
 /// Computes the length and timestamps of a batch of `records` appended at `now`.
 #[cfg(test)]
-pub(crate) fn plan_batch(records: &[&Record], now: i64) -> BatchPlan {
+pub(crate) fn plan_batch(records: &[RecordRef<'_>], now: i64) -> BatchPlan {
     plan_prefix(records, now, usize::MAX).1
 }
 
 /// Plans one batch holding the longest prefix of `records` that fits in `limit` bytes;
 /// returns how many records it holds (0 if not even the first fits) and the plan. The
 /// layout is the one all of `records` fit (so every prefix fits it too).
-pub(crate) fn plan_prefix(records: &[&Record], now: i64, limit: usize) -> (usize, BatchPlan) {
+pub(crate) fn plan_prefix(records: &[RecordRef<'_>], now: i64, limit: usize) -> (usize, BatchPlan) {
     let first_timestamp = records.first().map_or(now, |r| effective_timestamp(r, now));
     let mut plan = BatchPlan {
         first_timestamp,
@@ -406,7 +406,7 @@ pub(crate) fn encode_batch(
     dst: &mut [u8],
     segment_base: u64,
     base_offset: u64,
-    records: &[&Record],
+    records: &[RecordRef<'_>],
     plan: &BatchPlan,
     now: i64,
     durable_lag: u32,
@@ -520,20 +520,20 @@ pub(crate) struct BatchBuilder {
 
 impl BatchBuilder {
     /// An empty batch for records like `first`, with room for `capacity` bytes of records.
-    pub(crate) fn new(first: &Record, now: i64, capacity: usize) -> Self {
+    pub(crate) fn new(first: &RecordRef<'_>, now: i64, capacity: usize) -> Self {
         let first_timestamp = effective_timestamp(first, now);
         BatchBuilder {
             body: Vec::with_capacity(capacity),
             record_count: 0,
             first_timestamp,
             max_timestamp: first_timestamp,
-            layout: RecordLayout::for_records(&[first]),
+            layout: RecordLayout::for_records(&[*first]),
         }
     }
 
     /// Encodes `record` at the end of the batch if it fits the batch's layout and keeps the
     /// batch within `limit` bytes (a first record always fits); its index in the batch.
-    pub(crate) fn push(&mut self, record: &Record, now: i64, limit: usize) -> Option<usize> {
+    pub(crate) fn push(&mut self, record: &RecordRef<'_>, now: i64, limit: usize) -> Option<usize> {
         let compatible = (record.key.is_none() || !self.layout.no_keys)
             && (record.headers.is_empty() || !self.layout.no_headers);
         if !compatible {
@@ -559,7 +559,7 @@ impl BatchBuilder {
                 .extend_from_slice(body_len_bytes.get(..body_len_len).unwrap_or_default());
             self.body
                 .extend_from_slice(delta_bytes.get(..delta_len).unwrap_or_default());
-            self.body.extend_from_slice(&record.payload);
+            self.body.extend_from_slice(record.payload);
         } else {
             let len = record_len_in(record, delta, self.layout);
             if self.record_count > 0 && MAX_HEADER_LEN + self.body.len() + len > limit {
@@ -603,7 +603,7 @@ impl BatchBuilder {
 #[derive(Clone, Copy)]
 pub(crate) enum BatchSource<'a> {
     Records {
-        records: &'a [&'a Record],
+        records: &'a [RecordRef<'a>],
         plan: &'a BatchPlan,
         now: i64,
     },
@@ -676,7 +676,12 @@ impl BatchSource<'_> {
     }
 }
 
-fn encode_record(w: &mut Writer<'_>, record: &Record, timestamp_delta: i64, layout: RecordLayout) {
+fn encode_record(
+    w: &mut Writer<'_>,
+    record: &RecordRef<'_>,
+    timestamp_delta: i64,
+    layout: RecordLayout,
+) {
     w.varint(record_body_len(record, timestamp_delta, layout) as u64);
     w.varint(varint::zigzag(timestamp_delta));
     if !layout.no_keys {
@@ -689,13 +694,13 @@ fn encode_record(w: &mut Writer<'_>, record: &Record, timestamp_delta: i64, layo
         }
     }
     if layout.no_headers {
-        w.bytes(&record.payload);
+        w.bytes(record.payload);
         return;
     }
     w.varint(record.payload.len() as u64);
-    w.bytes(&record.payload);
+    w.bytes(record.payload);
     w.varint(record.headers.len() as u64);
-    for header in &record.headers {
+    for header in record.headers {
         w.varint(header.key.len() as u64);
         w.bytes(header.key.as_bytes());
         w.varint(header.value.len() as u64);
@@ -1026,13 +1031,14 @@ impl<'a> Iterator for HeaderIter<'a> {
 mod tests {
     use super::*;
     use crate::clock::Timestamp;
+    use crate::format::record::Record;
     use proptest::prelude::*;
 
     /// The base offset of the segment the test batches are in.
     const SEGMENT_BASE: u64 = 1_000_000;
 
     fn encode(records: &[Record], base: u64, now: i64) -> Vec<u8> {
-        let refs: Vec<&Record> = records.iter().collect();
+        let refs: Vec<RecordRef<'_>> = records.iter().map(Record::view).collect();
         let plan = plan_batch(&refs, now);
         let mut buf = vec![0u8; plan.length];
         assert!(encode_batch(
@@ -1192,7 +1198,7 @@ mod tests {
     #[test]
     fn a_producer_stamp_round_trips() {
         let records = [Record::new("t", "x"), Record::new("t", "y")];
-        let refs: Vec<&Record> = records.iter().collect();
+        let refs: Vec<RecordRef<'_>> = records.iter().map(Record::view).collect();
         let stamp = ProducerStamp {
             producer_id: u64::MAX - 3,
             producer_epoch: 7,
@@ -1261,9 +1267,9 @@ mod tests {
 
     /// Builds a batch of `records` one push at a time, as a producer's accumulator does.
     fn built(records: &[Record], base: u64) -> Option<Vec<u8>> {
-        let mut builder = BatchBuilder::new(&records[0], NOW, 1 << 20);
+        let mut builder = BatchBuilder::new(&records[0].view(), NOW, 1 << 20);
         for r in records {
-            builder.push(r, NOW, 1 << 20)?;
+            builder.push(&r.view(), NOW, 1 << 20)?;
         }
         let mut buf = vec![0u8; builder.len()];
         assert!(BatchSource::Built(&builder).encode(&mut buf, SEGMENT_BASE, base, 3));
@@ -1279,7 +1285,7 @@ mod tests {
             .map(|i| Record::new("t", vec![i; 3]).key(vec![i]).header("h", "v"))
             .collect();
         for records in [&bare, &keyed] {
-            let refs: Vec<&Record> = records.iter().collect();
+            let refs: Vec<RecordRef<'_>> = records.iter().map(Record::view).collect();
             let plan = plan_batch(&refs, NOW);
             let mut encoded = vec![0u8; plan.length];
             assert!(encode_batch(
@@ -1297,9 +1303,9 @@ mod tests {
         let mixed = [Record::new("t", "a"), Record::new("t", "b").key("k")];
         assert_eq!(built(&mixed, SEGMENT_BASE), None);
         // The limit holds, counting the longest header.
-        let mut builder = BatchBuilder::new(&bare[10], NOW, 100);
+        let mut builder = BatchBuilder::new(&bare[10].view(), NOW, 100);
         let mut pushed = 0;
-        while builder.push(&bare[10], NOW, 100).is_some() {
+        while builder.push(&bare[10].view(), NOW, 100).is_some() {
             pushed += 1;
         }
         assert!(

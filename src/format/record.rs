@@ -119,6 +119,26 @@ impl Record {
     /// The encoded size of this record in bytes, the figure compared with a topic's
     /// `max_message_bytes`: key, payload and headers plus their length prefixes.
     pub fn encoded_len(&self) -> usize {
-        super::batch::record_len(self, 0)
+        super::batch::record_len(&self.view(), 0)
     }
+
+    /// The parts of this record a batch stores, borrowed.
+    pub(crate) fn view(&self) -> RecordRef<'_> {
+        RecordRef {
+            key: self.key.as_deref(),
+            payload: &self.payload,
+            headers: &self.headers,
+            timestamp: self.timestamp,
+        }
+    }
+}
+
+/// The parts of a record a batch stores, borrowed: what the encoder reads, from a
+/// [`Record`] or from slices a caller holds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordRef<'a> {
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+    pub headers: &'a [Header],
+    pub timestamp: Option<Timestamp>,
 }

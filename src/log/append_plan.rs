@@ -15,7 +15,7 @@ use std::ops::Range;
 
 use crate::format::batch::{self, BatchPlan};
 use crate::format::file_header::SEGMENT_HEADER_LEN;
-use crate::format::record::Record;
+use crate::format::record::RecordRef;
 
 /// One batch of a planned append.
 #[derive(Debug)]
@@ -49,7 +49,7 @@ pub(crate) struct DoesNotFit;
 /// is the active one (it may get no batch, when not even the first record fits what is left
 /// of it); each further one is a segment to roll into.
 pub(crate) fn plan_append(
-    records: &[&Record],
+    records: &[RecordRef<'_>],
     now: i64,
     active_position: u64,
     active_is_empty: bool,
@@ -94,6 +94,7 @@ pub(crate) fn plan_append(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::record::Record;
 
     fn records(count: usize, size: usize) -> Vec<Record> {
         (0..count)
@@ -134,7 +135,7 @@ mod tests {
             (10, 10, 1 << 20, 1 << 20, 32),
         ] {
             let owned = records(count, size);
-            let refs: Vec<&Record> = owned.iter().collect();
+            let refs: Vec<RecordRef<'_>> = owned.iter().map(Record::view).collect();
             let plan = plan_append(&refs, 0, position, position == 32, segment_bytes, max_batch)
                 .expect("fits");
             check(&plan, count, segment_bytes, max_batch);
@@ -144,7 +145,7 @@ mod tests {
     #[test]
     fn a_full_active_segment_gets_no_batch_and_the_rest_rolls() {
         let owned = records(3, 100);
-        let refs: Vec<&Record> = owned.iter().collect();
+        let refs: Vec<RecordRef<'_>> = owned.iter().map(Record::view).collect();
         let plan = plan_append(&refs, 0, 4_090, false, 4_096, 1 << 20).expect("fits");
         assert!(plan[0].batches.is_empty());
         assert_eq!(plan[0].end, 4_090);
@@ -155,7 +156,7 @@ mod tests {
     #[test]
     fn a_record_larger_than_an_empty_segment_does_not_fit() {
         let owned = records(1, 5_000);
-        let refs: Vec<&Record> = owned.iter().collect();
+        let refs: Vec<RecordRef<'_>> = owned.iter().map(Record::view).collect();
         assert_eq!(
             plan_append(&refs, 0, 32, true, 4_096, 1 << 20).unwrap_err(),
             DoesNotFit

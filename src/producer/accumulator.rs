@@ -27,7 +27,7 @@ use super::linger::Linger;
 use crate::clock::Timestamp;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::batch::BatchBuilder;
-use crate::format::record::Record;
+use crate::format::record::RecordRef;
 use crate::log::PartitionLog;
 use crate::writer::ack::{AckMode, Completion, SendReceipt};
 
@@ -104,7 +104,7 @@ impl Accumulator {
     pub(crate) fn add(
         &self,
         log: &Arc<PartitionLog>,
-        record: &Record,
+        record: &RecordRef<'_>,
         now: i64,
         waiter: Option<Arc<Completion>>,
     ) -> Result<()> {

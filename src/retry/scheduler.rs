@@ -34,7 +34,7 @@ use super::{DELAY_TOPIC, SCHEDULER_GROUP};
 use crate::clock::Timestamp;
 use crate::error::{ErrorKind, Result};
 use crate::format::message::Batch;
-use crate::format::record::Record;
+use crate::format::record::{Record, RecordRef};
 use crate::group::group::Group;
 use crate::group::offsets::Committed;
 use crate::log::{PartitionLog, ReadLimits, Signal};
@@ -366,7 +366,7 @@ impl Run {
     fn flush_moves(&self, moves: &[Moves]) -> Result<()> {
         let mut synced = Vec::with_capacity(moves.len());
         for group in moves {
-            let refs: Vec<&Record> = group.records.iter().collect();
+            let refs: Vec<RecordRef<'_>> = group.records.iter().map(Record::view).collect();
             match group.log.append(&refs) {
                 Ok(appended) => synced.push((&group.log, appended.base_offset + refs.len() as u64)),
                 // Deleted since: as a send to a deleted topic, the records are gone.

@@ -11,7 +11,7 @@ use super::{Appended, PartitionLog, STATE_OPEN, restore};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::batch::{self, BatchBuilder, BatchSource, MAX_HEADER_LEN};
 use crate::format::file_header::SEGMENT_HEADER_LEN;
-use crate::format::record::Record;
+use crate::format::record::RecordRef;
 use crate::layout::SegmentPaths;
 use crate::log::active::{ActiveSegment, AppendError, Durability, SealedSegment};
 use crate::log::allocation::SegmentSizes;
@@ -57,7 +57,7 @@ impl From<Error> for Refused {
 /// What an append writes.
 #[derive(Clone, Copy)]
 enum Input<'a> {
-    Records(&'a [&'a Record]),
+    Records(&'a [RecordRef<'a>]),
     Built(&'a BatchBuilder),
 }
 
@@ -79,7 +79,7 @@ impl PartitionLog {
     ///
     /// Without space, the call waits up to `full_timeout` for some to be freed (without the
     /// writer lock, so syncs and the deletions that free space go on), then starts over.
-    pub(crate) fn append(self: &Arc<Self>, records: &[&Record]) -> Result<Appended> {
+    pub(crate) fn append(self: &Arc<Self>, records: &[RecordRef<'_>]) -> Result<Appended> {
         self.append_input(Input::Records(records))
     }
 
@@ -166,7 +166,7 @@ impl PartitionLog {
     fn append_records(
         self: &Arc<Self>,
         active: &mut ActiveSegment,
-        records: &[&Record],
+        records: &[RecordRef<'_>],
         now: i64,
     ) -> Result<()> {
         // The common case, one batch in the active segment, plans without allocating.
@@ -246,7 +246,7 @@ impl PartitionLog {
     fn append_spanning(
         self: &Arc<Self>,
         active: &mut ActiveSegment,
-        records: &[&Record],
+        records: &[RecordRef<'_>],
         now: i64,
     ) -> Result<()> {
         let plan = append_plan::plan_append(

@@ -14,8 +14,9 @@
 //!   `commit_ack(AckMode::Write)` (offsets written, synced in the background), like the other
 //!   queues' acks in W4, none of which is synced either.
 //!
-//! The payload arrives as a `&[u8]`, like every system's. wharf's `Record` owns its payload as
-//! a `Bytes`, so [`record`] copies the slice into one, inside the timed region, for every send.
+//! The payload arrives as a `&[u8]`, like every system's; one-by-one sends hand it to
+//! `send_slice` / `send_oneway_slice` as it is. `send_batch` takes `Record`s, which own their
+//! payload as a `Bytes`, so [`record`] copies the slice into one, inside the timed region.
 
 use std::path::Path;
 use std::time::Duration;
@@ -27,11 +28,13 @@ use super::{Guarantee, Queue, READ_BATCH, SEND_BATCH, Sends, SharedQueue, Sizing
 use crate::workloads::Workload;
 
 /// The report's footnote on wharf.
-pub const NOTE: &str = "wharf: default options, one topic with one partition, one `send` per \
-    message (`wharf-nowait`: one `send_oneway`, batched by the producer; `wharf-batch`: one `send_batch` per 1,000, `Write` ack); each `Record` is built from \
-    a copy of the borrowed payload (timed). W3 shares one `Wharf` and one `Fsync` producer between the threads (group commit \
-    inside wharf). W4 reads with a consumer, `poll_batch(1000)` and one `commit()` per batch, \
-    committing with `commit_ack(Write)` (not synced, like the other queues' acks in W4).";
+pub const NOTE: &str = "wharf: default options, one topic with one partition. One-by-one \
+    sends hand the borrowed payload to `send_slice` (`wharf-nowait`: `send_oneway_slice`, \
+    batched by the producer's accumulator). `wharf-batch`: one `send_batch` per 1,000, `Write` \
+    ack, each `Record` built from a copy of the borrowed payload (timed). W3 shares one \
+    `Wharf` and one `Fsync` producer between the threads (group commit inside wharf). W4 reads \
+    with a consumer, `poll_batch(1000)` and one `commit()` per batch, committing with \
+    `commit_ack(Write)` (not synced, like the other queues' acks in W4).";
 
 /// The topic every run uses.
 const TOPIC: &str = "bench";
@@ -83,10 +86,10 @@ pub fn variants() -> Vec<Variant> {
     ]
 }
 
-/// The record for one borrowed payload. `Record` owns its payload as a `Bytes`, so this copies
-/// the slice (every send pays for it, inside the timed region). Once wharf takes a borrowed
-/// payload (a `send_slice(&[u8])` or a borrowed record), the callers switch to it and this
-/// function goes: it is the one place the conversion happens.
+/// The record for one borrowed payload, for `send_batch`, which takes `Record`s: `Record` owns
+/// its payload as a `Bytes`, so this copies the slice (every record pays for it, inside the
+/// timed region). One-by-one sends take the slice as it is (`send_slice`,
+/// `send_oneway_slice`).
 fn record(payload: &[u8]) -> Record {
     Record::new(TOPIC, Bytes::copy_from_slice(payload))
 }
@@ -120,10 +123,12 @@ impl Queue for WharfQueue {
             // Fire and forget, its own API: the producer batches the records (its
             // accumulator), and `sync` appends what is still open.
             self.producer
-                .send_oneway(record(payload))
+                .send_oneway_slice(TOPIC, None, payload)
                 .expect("wharf send");
         } else {
-            self.producer.send(record(payload)).expect("wharf send");
+            self.producer
+                .send_slice(TOPIC, None, payload)
+                .expect("wharf send");
         }
     }
 
@@ -217,7 +222,9 @@ impl SharedWharf {
 
 impl SharedQueue for SharedWharf {
     fn append(&self, payload: &[u8]) {
-        self.producer.send(record(payload)).expect("wharf send");
+        self.producer
+            .send_slice(TOPIC, None, payload)
+            .expect("wharf send");
     }
 
     fn close(self: Box<Self>) {
