@@ -187,6 +187,8 @@ pub(crate) enum LastSegment {
 /// Figures a recovery reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct RecoveryReport {
+    /// Segments whose log was read (from a resume point or from their first batch).
+    pub scanned_segments: usize,
     pub scanned_bytes: u64,
     pub truncated_bytes: u64,
     pub removed_files: usize,
@@ -580,6 +582,7 @@ fn walk_checkpoint_segment(
         },
     )
     .ctx("read", &paths.log)?;
+    report.scanned_segments += 1;
     report.scanned_bytes += outcome.end_position - start_position;
     if outcome.end_position < cp.position || outcome.next_offset < cp.next_offset {
         let reason = match &outcome.stop {
@@ -818,6 +821,7 @@ fn walk_fresh_segment(
         },
     )
     .ctx("read", &paths.log)?;
+    report.scanned_segments += 1;
     report.scanned_bytes += outcome.end_position - SEGMENT_HEADER_LEN as u64;
     Ok(Some(Walked {
         base,
