@@ -105,6 +105,8 @@ mod log;
 mod partitioner;
 mod producer;
 mod reader;
+#[cfg(test)]
+mod recovery_tests;
 mod retention;
 #[cfg(test)]
 mod retention_tests;

@@ -140,6 +140,9 @@ pub struct RecoveryStats {
     pub clean_shutdown: bool,
     /// Partitions opened.
     pub partitions: usize,
+    /// Segments whose log was read to find the end: the checkpoint's segment and the ones
+    /// after it (0 after a clean shutdown).
+    pub scanned_segments: usize,
     /// Bytes of log read to find the end (what was not known durable).
     pub scanned_bytes: u64,
     /// Bytes of torn or invalid tail cut off (zeroed preallocated space not counted).
@@ -677,6 +680,7 @@ impl Wharf {
         for partition in shared.all_partitions() {
             let report = partition.recovery_report();
             stats.partitions += 1;
+            stats.scanned_segments += report.scanned_segments;
             stats.scanned_bytes += report.scanned_bytes;
             stats.truncated_bytes += report.truncated_bytes;
             stats.removed_files += report.removed_files;

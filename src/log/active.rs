@@ -536,11 +536,14 @@ pub(crate) struct SealedSegment {
 
 impl SealedSegment {
     /// Trims the files to their data, writes the summary into the index header and syncs all
-    /// three. Call only after the log data was synced (the summary must not describe data
-    /// that could still be lost).
+    /// three. The log is trimmed and synced before the summary is written: recovery takes a
+    /// segment with a summary as durable without reading it, so the summary must never
+    /// describe data that could still be lost (a close finalizes segments whose data no sync
+    /// has covered yet).
     pub(crate) fn finalize(&self) -> io::Result<()> {
         let s = self.summary;
         self.log_file.set_len(s.log_end_position)?;
+        self.log_file.sync_all()?;
         self.index_file
             .set_len(index::offset_index_len(s.entry_count as usize))?;
         self.time_file
@@ -551,7 +554,6 @@ impl SealedSegment {
         };
         self.index_file
             .write_all_at(&file_header::encode_index(&header), 0)?;
-        self.log_file.sync_all()?;
         self.index_file.sync_all()?;
         self.time_file.sync_all()
     }

@@ -21,6 +21,8 @@ pub(crate) use allocation::{FIRST_LOG_ALLOCATION_BYTES, SegmentSizes};
 pub(crate) use flush_queue::FlushQueue;
 pub(crate) use notify::Signal;
 pub(crate) use open_segments::OpenSegments;
+#[cfg(test)]
+pub(crate) use partition::MAX_UNFINALIZED_SEGMENTS;
 pub(crate) use partition::{PartitionEnv, PartitionLog, Removed, RollHook};
 pub(crate) use prefault::Prefaulter;
 pub(crate) use segment::ReadLimits;

@@ -14,9 +14,16 @@
 //!    ends the log: the segment is truncated there and every later segment is deleted
 //!    (Kafka's rule). Otherwise the walk continues into the next segment, whose header and base
 //!    offset must continue the log.
-//! 5. Indexes of the scanned segments are rewritten from the walk; sealed ones are trimmed and
+//! 5. A segment (the checkpoint's included, the last excepted) that was finalized before the
+//!    crash is not read: its summary was written after its data was synced, so it is known
+//!    durable like the segments below the checkpoint. Its summary must check out and the next
+//!    segment must start where it says it ends. The checkpoint only moves with the flusher,
+//!    while a writer rolling through small segments finalizes them itself, so this keeps the
+//!    work to the segments not finalized at the crash (a few per partition), however far the
+//!    checkpoint trailed.
+//! 6. Indexes of the scanned segments are rewritten from the walk; sealed ones are trimmed and
 //!    get their summary; the last one becomes the active segment.
-//! 6. Everything recovered is synced and a new checkpoint is written at the end.
+//! 7. Everything recovered is synced and a new checkpoint is written at the end.
 //!
 //! After a clean shutdown (the marker exists and the last segment's index summary, file length
 //! and checkpoint agree) nothing is scanned at all. Recovery never decides anything by the
@@ -187,6 +194,8 @@ pub(crate) enum LastSegment {
 /// Figures a recovery reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct RecoveryReport {
+    /// Segments whose log was read (from a resume point or from their first batch).
+    pub scanned_segments: usize,
     pub scanned_bytes: u64,
     pub truncated_bytes: u64,
     pub removed_files: usize,
@@ -216,10 +225,22 @@ struct Walked {
     end: u64,
     next_offset: u64,
     file_len: u64,
+    /// Everything after `end` is zeros (unwritten allocated space), or nothing is: only then
+    /// may a later segment continue the log. Read once, when the walk ends.
+    zero_after_end: bool,
     builder: IndexBuilder,
     /// The walk ended before the checkpoint's durable point ([`RecoveryMode::PointInTime`]
     /// only: the strict mode fails instead).
     short_of_checkpoint: bool,
+}
+
+/// A segment from the checkpoint's on, as recovery found it.
+enum TailSegment {
+    /// Finalized before the crash and followed by the segment it says continues the log:
+    /// taken as it is, unread ([`is_finalized`]).
+    Finalized { base: u64 },
+    /// Boxed: it is large next to the other variant.
+    Walked(Box<Walked>),
 }
 
 /// Recovers the partition in `spec.dir`.
@@ -254,12 +275,22 @@ pub(crate) fn recover_partition(spec: &PartitionSpec<'_>) -> Result<Recovered> {
         .iter()
         .map(|&base| Arc::new(Segment::unloaded(base, SegmentPaths::new(spec.dir, base))))
         .collect::<Vec<_>>();
-    let (walked, doomed) = walk_tail(spec, &cp, &bases[cp_index..], &mut report)?;
-    check_tail_damage(spec, &cp, &walked, &doomed, &mut report)?;
-    let next_offset = walked.last().map_or(cp.next_offset, |w| w.next_offset);
+    let (tail, doomed) = walk_tail(spec, &cp, &bases[cp_index..], &mut report)?;
+    let Some(TailSegment::Walked(last)) = tail.last() else {
+        // `is_finalized` takes a segment only if the next one continues the log, and that
+        // one is then walked or taken: the tail always ends with a walked segment.
+        return Err(Error::corrupt_file(
+            spec.dir,
+            "the log ends with a finalized segment whose successor vanished during recovery",
+        ));
+    };
+    let short_of_checkpoint =
+        matches!(tail.first(), Some(TailSegment::Walked(w)) if w.short_of_checkpoint);
+    check_tail_damage(spec, &cp, short_of_checkpoint, last, &doomed, &mut report)?;
+    let next_offset = last.next_offset;
     let start_offset = start_offset.min(next_offset);
     if spec.read_only {
-        let (sealed, last) = read_only_views(sealed_before, walked);
+        let (sealed, last) = read_only_views(spec, sealed_before, tail);
         let checkpoint = None;
         return Ok(Recovered {
             sealed,
@@ -271,7 +302,7 @@ pub(crate) fn recover_partition(spec: &PartitionSpec<'_>) -> Result<Recovered> {
         });
     }
     remove_segments(spec, &doomed, &mut report)?;
-    let (sealed, active) = install(spec, sealed_before, walked, &mut report)?;
+    let (sealed, active) = install(spec, sealed_before, tail, &mut report)?;
     spec.vfs.sync_dir(spec.dir).ctx("sync", spec.dir)?;
     if let Some(file) = cp_file.as_mut() {
         let end = Checkpoint {
@@ -321,33 +352,104 @@ fn checkpoint_segment(spec: &PartitionSpec<'_>, bases: &[u64], cp: &Checkpoint) 
 }
 
 /// Walks the checkpoint's segment (`bases[0]`) and the ones after it, as long as each
-/// continues the log; returns the walked segments and the bases of those that do not (to be
-/// deleted).
+/// continues the log, taking finalized ones unread; returns them and the bases of those that
+/// do not continue the log (to be deleted).
+///
+/// So the work is bounded by the segments not finalized at the crash, not by how far the
+/// checkpoint trails: a writer rolling through small segments finalizes them itself past a
+/// few waiting, but only the flusher moves the checkpoint.
 fn walk_tail(
     spec: &PartitionSpec<'_>,
     cp: &Checkpoint,
     bases: &[u64],
     report: &mut RecoveryReport,
-) -> Result<(Vec<Walked>, Vec<u64>)> {
-    let mut walked = vec![walk_checkpoint_segment(spec, cp, bases.len() == 1, report)?];
-    let mut rest = bases.iter().skip(1).copied();
+) -> Result<(Vec<TailSegment>, Vec<u64>)> {
+    let mut tail: Vec<TailSegment> = Vec::new();
     let mut doomed: Vec<u64> = Vec::new();
-    while let Some(next_base) = rest.next() {
-        let Some(last) = walked.last() else { break };
-        let continues = last.end == last.file_len || last.end < last.file_len && tail_is_zero(last);
-        let next = if continues && next_base == last.next_offset {
-            walk_fresh_segment(spec, next_base, report)?
-        } else {
-            None
+    for (i, &base) in bases.iter().enumerate() {
+        let continues = match tail.last() {
+            // The checkpoint's segment; or one that `is_finalized` found continues the last.
+            None | Some(TailSegment::Finalized { .. }) => true,
+            Some(TailSegment::Walked(w)) => w.zero_after_end && base == w.next_offset,
         };
-        if let Some(w) = next {
-            walked.push(w);
+        let next_base = bases.get(i + 1).copied();
+        let checkpoint = (i == 0).then_some(cp);
+        let segment = if !continues {
+            None
+        } else if is_finalized(spec, base, next_base, checkpoint)? {
+            Some(TailSegment::Finalized { base })
+        } else if i == 0 {
+            let w = walk_checkpoint_segment(spec, cp, next_base.is_none(), report)?;
+            Some(TailSegment::Walked(Box::new(w)))
         } else {
-            doomed.push(next_base);
-            doomed.extend(rest.by_ref());
-        }
+            walk_fresh_segment(spec, base, report)?.map(|w| TailSegment::Walked(Box::new(w)))
+        };
+        let Some(segment) = segment else {
+            doomed.extend_from_slice(bases.get(i..).unwrap_or_default());
+            break;
+        };
+        tail.push(segment);
     }
-    Ok((walked, doomed))
+    Ok((tail, doomed))
+}
+
+/// Whether the segment at `base` was finalized before the crash and the segment after it, at
+/// `next_base`, continues it. A summary is written into the offset
+/// index only after the segment's data was synced, and trimmed (see
+/// [`super::active::SealedSegment::finalize`]), so a segment with one is known durable, like
+/// the segments below the checkpoint: it is taken as it is, unread, and its index is checked
+/// again when it is first loaded. What is checked here: the summary (against its entries'
+/// CRC, and their order and positions against it), the log's header and length, and the next
+/// segment's header, whose base must be the summary's next offset. With `cp` (the segment is
+/// the checkpoint's), the summary must also reach the durable point. The last segment is
+/// never taken: it becomes the active one.
+fn is_finalized(
+    spec: &PartitionSpec<'_>,
+    base: u64,
+    next_base: Option<u64>,
+    cp: Option<&Checkpoint>,
+) -> Result<bool> {
+    let Some(next_base) = next_base else {
+        return Ok(false);
+    };
+    let paths = SegmentPaths::new(spec.dir, base);
+    let Ok(index_file) = spec.vfs.open(&paths.index, OpenMode::Read) else {
+        return Ok(false);
+    };
+    let Some(loaded) =
+        index::load_offset_index(index_file.as_ref(), base).ctx("read", &paths.index)?
+    else {
+        return Ok(false);
+    };
+    let Some(summary) = loaded.header.summary else {
+        return Ok(false);
+    };
+    let end = summary.log_end_position;
+    let reaches_checkpoint = cp.is_none_or(|cp| {
+        cp.position >= SEGMENT_HEADER_LEN as u64
+            && cp.position <= end
+            && cp.next_offset <= summary.next_offset
+    });
+    let entries_ok =
+        index_entry::count_offset_entries(&loaded.entries, SEGMENT_HEADER_LEN as u64, end)
+            == Ok(summary.entry_count as usize);
+    if summary.next_offset != next_base || !reaches_checkpoint || !entries_ok {
+        return Ok(false);
+    }
+    let log = spec
+        .vfs
+        .open(&paths.log, OpenMode::Read)
+        .ctx("open", &paths.log)?;
+    if log.len().ctx("read the size of", &paths.log)? < end || !has_valid_header(log.as_ref(), base)
+    {
+        return Ok(false);
+    }
+    let next = SegmentPaths::new(spec.dir, next_base);
+    let next_log = spec
+        .vfs
+        .open(&next.log, OpenMode::Read)
+        .ctx("open", &next.log)?;
+    Ok(has_valid_header(next_log.as_ref(), next_base))
 }
 
 /// Whether the only segment is the partition's first, whose creation a crash interrupted: the
@@ -391,12 +493,6 @@ fn remove_segments(
         }
     }
     Ok(())
-}
-
-/// Whether the unscanned tail of a walked segment (after its valid data) is all zeros, i.e.
-/// unwritten preallocated space: only then may a later segment continue the log.
-fn tail_is_zero(w: &Walked) -> bool {
-    is_zero_from(w.log.as_ref(), w.end, w.file_len)
 }
 
 /// Whether bytes `[position, end)` of `log` are all zero (a read error counts as not zero).
@@ -580,6 +676,7 @@ fn walk_checkpoint_segment(
         },
     )
     .ctx("read", &paths.log)?;
+    report.scanned_segments += 1;
     report.scanned_bytes += outcome.end_position - start_position;
     if outcome.end_position < cp.position || outcome.next_offset < cp.next_offset {
         let reason = match &outcome.stop {
@@ -601,6 +698,7 @@ fn walk_checkpoint_segment(
     Ok(Walked {
         base,
         paths,
+        zero_after_end: is_zero_from(log.as_ref(), outcome.end_position, file_len),
         log,
         end: outcome.end_position,
         next_offset: outcome.next_offset,
@@ -689,6 +787,8 @@ fn clean_resume(
         end: cp.position,
         next_offset: cp.next_offset,
         file_len,
+        // The summary's end is the file's length.
+        zero_after_end: true,
         builder,
         short_of_checkpoint: false,
     }))
@@ -818,10 +918,12 @@ fn walk_fresh_segment(
         },
     )
     .ctx("read", &paths.log)?;
+    report.scanned_segments += 1;
     report.scanned_bytes += outcome.end_position - SEGMENT_HEADER_LEN as u64;
     Ok(Some(Walked {
         base,
         paths,
+        zero_after_end: is_zero_from(log.as_ref(), outcome.end_position, file_len),
         log,
         end: outcome.end_position,
         next_offset: outcome.next_offset,
@@ -839,18 +941,17 @@ fn walk_fresh_segment(
 /// stop was written after the stopping batch was synced: that is damage in data known
 /// durable, `Corrupt` (or, with [`RecoveryMode::PointInTime`], cut and counted). Otherwise
 /// it is a torn tail, cut as before.
+/// `last` is the last segment walked; `short_of_checkpoint`, whether the walk of the
+/// checkpoint's segment ended before the durable point.
 fn check_tail_damage(
     spec: &PartitionSpec<'_>,
     cp: &Checkpoint,
-    walked: &[Walked],
+    short_of_checkpoint: bool,
+    last: &Walked,
     doomed: &[u64],
     report: &mut RecoveryReport,
 ) -> Result<()> {
-    let Some(last) = walked.last() else {
-        return Ok(());
-    };
-    let short_of_checkpoint = walked.first().is_some_and(|w| w.short_of_checkpoint);
-    let stopped_early = !doomed.is_empty() || last.end < last.file_len && !tail_is_zero(last);
+    let stopped_early = !doomed.is_empty() || !last.zero_after_end;
     if !stopped_early && !short_of_checkpoint {
         return Ok(());
     }
@@ -967,18 +1068,27 @@ fn summary_of(w: &Walked) -> SegmentSummary {
 }
 
 /// Writes the recovered state to disk: sealed walked segments get trimmed logs and complete
-/// indexes, the last one is truncated to its valid end and reopened for appends.
+/// indexes, finalized ones are left as they are, the last one is truncated to its valid end
+/// and reopened for appends.
 fn install(
     spec: &PartitionSpec<'_>,
     mut sealed: Vec<Arc<Segment>>,
-    walked: Vec<Walked>,
+    tail: Vec<TailSegment>,
     report: &mut RecoveryReport,
 ) -> Result<(Vec<Arc<Segment>>, ActiveSegment)> {
-    let count = walked.len();
+    let count = tail.len();
     let mut active = None;
-    for (i, mut w) in walked.into_iter().enumerate() {
+    for (i, segment) in tail.into_iter().enumerate() {
+        let mut w = match segment {
+            TailSegment::Finalized { base } => {
+                let paths = SegmentPaths::new(spec.dir, base);
+                sealed.push(Arc::new(Segment::unloaded(base, paths)));
+                continue;
+            }
+            TailSegment::Walked(w) => *w,
+        };
         if w.file_len > w.end {
-            report.truncated_bytes += if tail_is_zero(&w) {
+            report.truncated_bytes += if w.zero_after_end {
                 0
             } else {
                 w.file_len - w.end
@@ -1016,14 +1126,24 @@ fn install(
     Ok((sealed, active))
 }
 
-/// Read-only: views of the walked segments, backed by `pread` and in-memory indexes.
+/// Read-only: views of the walked segments, backed by `pread` and in-memory indexes; the
+/// finalized ones are loaded on first use, as the segments below the checkpoint.
 fn read_only_views(
+    spec: &PartitionSpec<'_>,
     mut sealed: Vec<Arc<Segment>>,
-    walked: Vec<Walked>,
+    tail: Vec<TailSegment>,
 ) -> (Vec<Arc<Segment>>, LastSegment) {
-    let count = walked.len();
+    let count = tail.len();
     let mut last = LastSegment::None;
-    for (i, mut w) in walked.into_iter().enumerate() {
+    for (i, segment) in tail.into_iter().enumerate() {
+        let mut w = match segment {
+            TailSegment::Finalized { base } => {
+                let paths = SegmentPaths::new(spec.dir, base);
+                sealed.push(Arc::new(Segment::unloaded(base, paths)));
+                continue;
+            }
+            TailSegment::Walked(w) => *w,
+        };
         if i + 1 < count {
             w.builder.seal();
         }

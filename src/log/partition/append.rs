@@ -28,7 +28,7 @@ const MAX_BATCH_BYTES: usize = 1 << 20;
 /// and mappings stay bounded however fast segments fill: besides the ones waiting, a sync in
 /// progress holds at most as many and the flusher's finalizing twice as many, so a partition
 /// has at most four times this many sealed segments not finalized at any moment.
-const MAX_UNFINALIZED_SEGMENTS: usize = 4;
+pub(crate) const MAX_UNFINALIZED_SEGMENTS: usize = 4;
 
 /// The space a new segment takes at once, its log file's first allocation up to `log_bytes`
 /// (or its first allocation if that is more) and its two index files' room for it, in whole

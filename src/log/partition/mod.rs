@@ -49,6 +49,9 @@ mod append;
 mod deletion;
 mod sync;
 
+#[cfg(test)]
+pub(crate) use append::MAX_UNFINALIZED_SEGMENTS;
+
 /// A callback completed when an offset becomes durable (or the partition fails).
 pub(crate) type DurableCallback = Box<dyn FnOnce(Result<()>) + Send>;
 
