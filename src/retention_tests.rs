@@ -169,11 +169,16 @@ fn enospc_from_allocate_gives_full_and_retention_makes_room() {
     assert_eq!(wharf.reader("t", 0).expect("reader").end_offset(), end);
     assert_holds(&wharf, dir.path(), "t", 0, end);
 
-    // Once old enough, retention frees the space and sends go on at the log end.
+    // Once old enough, retention frees the space and sends go on at the log end. The refused
+    // send woke the retention thread, which may get there first once the clock moves: either
+    // run deletes the old segments.
     clock.advance(Duration::from_secs(3_600));
     let report = wharf.admin().enforce_retention().expect("retention");
-    assert!(report.segments_deleted > 0, "{report:?}");
     let start = wharf.reader("t", 0).expect("reader").start_offset();
+    assert!(
+        report.segments_deleted > 0 || start > 0,
+        "nothing was deleted: {report:?}"
+    );
     send(&wharf, "t", end..end + 3);
     assert_holds(&wharf, dir.path(), "t", start, end + 3);
     wharf.close().expect("close");
