@@ -24,7 +24,7 @@ use crate::retry::delayed;
 use crate::topic::Topic;
 use crate::wharf::Inner;
 use crate::writer::ack::{AckMode, Completion, SendHandle, SendReceipt};
-use accumulator::Accumulator;
+use accumulator::{Accumulator, Target};
 
 /// Default [`ProducerBuilder::batch_bytes`]: 16 KiB, Kafka's `batch.size`.
 pub const DEFAULT_BATCH_BYTES: usize = 16 * 1024;
@@ -38,6 +38,9 @@ pub struct ProducerBuilder {
     wharf: Arc<Inner>,
     ack: AckMode,
     partitioner: Arc<dyn Partitioner>,
+    /// The partitioner is the default one: keyless records batched without waiting use a
+    /// sticky partition instead of its round robin.
+    sticky: bool,
     batch_bytes: usize,
     linger: Duration,
 }
@@ -48,6 +51,7 @@ impl ProducerBuilder {
             wharf,
             ack: AckMode::default(),
             partitioner: Arc::new(DefaultPartitioner::default()),
+            sticky: true,
             batch_bytes: DEFAULT_BATCH_BYTES,
             linger: DEFAULT_LINGER,
         }
@@ -76,8 +80,13 @@ impl ProducerBuilder {
     }
 
     /// The partitioner for records that name no partition.
+    ///
+    /// With the default one, keyless records sent without waiting go to one partition
+    /// until its batch is appended, then to the next (Kafka's sticky partitioning, KIP-480),
+    /// so batches fill; other sends of keyless records take turns.
     pub fn partitioner(mut self, partitioner: impl Partitioner) -> Self {
         self.partitioner = Arc::new(partitioner);
+        self.sticky = false;
         self
     }
 
@@ -90,6 +99,7 @@ impl ProducerBuilder {
                 wharf: self.wharf,
                 ack: self.ack,
                 partitioner: self.partitioner,
+                sticky: self.sticky,
             }),
         }
     }
@@ -119,6 +129,7 @@ struct ProducerInner {
     wharf: Arc<Inner>,
     ack: AckMode,
     partitioner: Arc<dyn Partitioner>,
+    sticky: bool,
 }
 
 impl fmt::Debug for Producer {
@@ -309,8 +320,8 @@ impl Producer {
         };
         if ack == AckMode::NoWait {
             return match self.accumulate(&record, true) {
-                Ok((_, Some(completion))) => SendHandle::new(completion),
-                Ok((_, None)) => SendHandle::done(Err(ErrorKind::Closed.into())),
+                Ok(Some(completion)) => SendHandle::new(completion),
+                Ok(None) => SendHandle::done(Err(ErrorKind::Closed.into())),
                 Err(e) => SendHandle::done(Err(e)),
             };
         }
@@ -391,27 +402,40 @@ impl Producer {
         let shared = &self.inner.wharf.shared;
         let view = slice_view(key, payload);
         let topic = shared.topic(topic)?;
-        let log = self.route_view(&topic, &view)?;
+        let target = if self.is_sticky(&topic, key.is_none(), None) {
+            check_size(&topic, &view)?;
+            Target::Sticky(&topic)
+        } else {
+            Target::Partition(self.route_view(&topic, &view)?)
+        };
         let now = shared.clock().now().as_millis();
-        self.inner.accumulator.add(log, &view, now, None)
+        self.inner.accumulator.add(target, &view, now, None)
+    }
+
+    /// Whether a record with no key (`keyless`) naming `partition` goes to `topic`'s sticky
+    /// partition when batched.
+    fn is_sticky(&self, topic: &Topic, keyless: bool, partition: Option<u32>) -> bool {
+        self.inner.sticky && keyless && partition.is_none() && topic.config.partitions > 1
     }
 
     /// Takes `record` (not a delayed one) into its partition's open batch; with `wait`, a
-    /// completion for its receipt. Returns the partition.
-    fn accumulate(
-        &self,
-        record: &Record,
-        wait: bool,
-    ) -> Result<(Arc<PartitionLog>, Option<Arc<Completion>>)> {
+    /// completion for its receipt.
+    fn accumulate(&self, record: &Record, wait: bool) -> Result<Option<Arc<Completion>>> {
         let shared = &self.inner.wharf.shared;
         let topic = shared.topic(&record.topic)?;
-        let log = self.route(&topic, record)?;
+        let view = record.view();
+        let target = if self.is_sticky(&topic, record.key.is_none(), record.partition) {
+            check_size(&topic, &view)?;
+            Target::Sticky(&topic)
+        } else {
+            Target::Partition(self.route(&topic, record)?)
+        };
         let completion = wait.then(Completion::new);
         let now = shared.clock().now().as_millis();
         self.inner
             .accumulator
-            .add(log, &record.view(), now, completion.clone())?;
-        Ok((Arc::clone(log), completion))
+            .add(target, &view, now, completion.clone())?;
+        Ok(completion)
     }
 
     /// The record to store in the delay topic for `record`, sent with `delay`. Its target

@@ -703,3 +703,42 @@ fn borrowed_slices_are_sent_like_records() {
     wharf.close().unwrap();
     check(&Wharf::open(dir.path()).unwrap());
 }
+
+#[test]
+fn keyless_records_sent_without_waiting_stick_to_a_partition_until_its_batch_is_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let wharf = Wharf::open(dir.path()).unwrap();
+    wharf
+        .create_topic("t", TopicConfig::default().partitions(4))
+        .unwrap();
+    let producer = wharf
+        .producer()
+        .batch_bytes(1_024)
+        .linger(Duration::from_secs(3_600))
+        .build();
+    let count = 1_000u32;
+    for i in 0..count {
+        let mut body = vec![0u8; 100];
+        body[..4].copy_from_slice(&i.to_le_bytes());
+        producer.send_oneway_slice("t", None, &body).unwrap();
+    }
+    producer.flush().unwrap();
+    let mut total = 0;
+    for p in 0..4 {
+        let sent: Vec<u32> = read_partition(&wharf, "t", p)
+            .iter()
+            .map(|m| u32::from_le_bytes(m.payload()[..4].try_into().unwrap()))
+            .collect();
+        total += sent.len();
+        // Batches fill in turn, so every partition gets about a quarter.
+        assert!(sent.len() >= 200, "partition {p} got {}", sent.len());
+        // Runs of consecutive records (a batch of about 9), not one record in four.
+        let runs = 1 + sent.windows(2).filter(|w| w[1] != w[0] + 1).count();
+        assert!(
+            sent.len() / runs >= 5,
+            "partition {p}: {} records in {runs} runs",
+            sent.len()
+        );
+    }
+    assert_eq!(total, count as usize);
+}

@@ -29,6 +29,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::batch::BatchBuilder;
 use crate::format::record::RecordRef;
 use crate::log::PartitionLog;
+use crate::topic::Topic;
 use crate::writer::ack::{AckMode, Completion, SendReceipt};
 
 /// Batches of one producer waiting to be appended, one per partition.
@@ -50,6 +51,24 @@ struct State {
     open: Vec<Open>,
     /// Records without a waiter lost by an append that failed, and why; reported once.
     unsent: Option<(u64, Error)>,
+    /// The sticky partition of each topic keyless records go to (Kafka's KIP-480): all of
+    /// them go to one partition until its batch is appended, then to the next, so batches
+    /// fill instead of every partition getting a record in turn.
+    sticky: Vec<Sticky>,
+}
+
+struct Sticky {
+    topic: Arc<Topic>,
+    partition: u32,
+}
+
+/// Where a record goes.
+#[derive(Clone, Copy)]
+pub(crate) enum Target<'a> {
+    /// The partition chosen by the partitioner or named by the record.
+    Partition(&'a Arc<PartitionLog>),
+    /// The topic's sticky partition.
+    Sticky(&'a Arc<Topic>),
 }
 
 /// An open batch.
@@ -103,7 +122,7 @@ impl Accumulator {
     /// taken, and is in that batch or the next).
     pub(crate) fn add(
         &self,
-        log: &Arc<PartitionLog>,
+        target: Target<'_>,
         record: &RecordRef<'_>,
         now: i64,
         waiter: Option<Arc<Completion>>,
@@ -113,6 +132,7 @@ impl Accumulator {
             return Err(ErrorKind::Unsent { records, source }.into());
         }
         let mut result = Ok(());
+        let mut log = resolve(&mut state, target)?;
         let mut at = state
             .open
             .iter()
@@ -123,10 +143,25 @@ impl Accumulator {
                 index = open.batch.push(record, now, open.limit);
             }
             if index.is_none() {
-                // Full, or another layout: append it, and open the next.
+                // Full, or another layout: append it, and open the next (a keyless record
+                // moves on to the next sticky partition).
                 let open = state.open.remove(i);
                 result = Self::append(&mut state, open);
-                at = None;
+                log = resolve(&mut state, target)?;
+                at = state
+                    .open
+                    .iter()
+                    .position(|open| Arc::ptr_eq(&open.log, log));
+                if let Some(i) = at {
+                    if let Some(open) = state.open.get_mut(i) {
+                        index = open.batch.push(record, now, open.limit);
+                    }
+                    if index.is_none() {
+                        let open = state.open.remove(i);
+                        result = result.and(Self::append(&mut state, open));
+                        at = None;
+                    }
+                }
             }
         }
         let i = if let Some(i) = at {
@@ -232,6 +267,13 @@ impl Accumulator {
     fn append(state: &mut State, open: Open) -> Result<()> {
         let result = open.log.append_built(&open.batch);
         let log = &open.log;
+        for sticky in &mut state.sticky {
+            let partitions = sticky.topic.config.partitions.max(1);
+            let current = sticky.topic.partition(sticky.partition);
+            if current.is_ok_and(|current| Arc::ptr_eq(current, log)) {
+                sticky.partition = (sticky.partition + 1) % partitions;
+            }
+        }
         match result {
             Ok(appended) => {
                 for waiter in open.waiters {
@@ -256,6 +298,28 @@ impl Accumulator {
                 }
                 Err(error)
             }
+        }
+    }
+}
+
+/// The partition `target` names now.
+fn resolve<'t>(state: &mut State, target: Target<'t>) -> Result<&'t Arc<PartitionLog>> {
+    match target {
+        Target::Partition(log) => Ok(log),
+        Target::Sticky(topic) => {
+            let partition =
+                if let Some(sticky) = state.sticky.iter().find(|s| Arc::ptr_eq(&s.topic, topic)) {
+                    sticky.partition
+                } else {
+                    // A deleted topic's entry goes when its recreation appears.
+                    state.sticky.retain(|s| *s.topic.name != *topic.name);
+                    state.sticky.push(Sticky {
+                        topic: Arc::clone(topic),
+                        partition: 0,
+                    });
+                    0
+                };
+            topic.partition(partition)
         }
     }
 }
