@@ -187,7 +187,7 @@ impl Producer {
     /// partition.
     pub fn send_oneway(&self, record: Record) -> Result<()> {
         let record = self.undelayed(record)?;
-        self.accumulate(&record, false).map(|_| ())
+        self.accumulate(&record, None)?
     }
 
     /// Appends every batch of records sent without waiting that is still open, in the
@@ -308,9 +308,11 @@ impl Producer {
             Err(e) => return SendHandle::done(Err(e)),
         };
         if ack == AckMode::NoWait {
-            return match self.accumulate(&record, true) {
-                Ok((_, Some(completion))) => SendHandle::new(completion),
-                Ok((_, None)) => SendHandle::done(Err(ErrorKind::Closed.into())),
+            let completion = Completion::new();
+            return match self.accumulate(&record, Some(Arc::clone(&completion))) {
+                // Taken: the handle completes with the record's own batch (a failed append
+                // of the batch it closed went to that batch's senders).
+                Ok(_) => SendHandle::new(completion),
                 Err(e) => SendHandle::done(Err(e)),
             };
         }
@@ -350,22 +352,18 @@ impl Producer {
         Ok((topic, receipt))
     }
 
-    /// Takes `record` (not a delayed one) into its partition's open batch; with `wait`, a
-    /// completion for its receipt. Returns the partition.
-    fn accumulate(
-        &self,
-        record: &Record,
-        wait: bool,
-    ) -> Result<(Arc<PartitionLog>, Option<Arc<Completion>>)> {
+    /// Takes `record` (not a delayed one) into its partition's open batch, with `waiter`
+    /// completed by its batch's append. As [`Accumulator::add`]: the outer error means the
+    /// record was not taken, the inner one is the failed append of a full batch.
+    fn accumulate(&self, record: &Record, waiter: Option<Arc<Completion>>) -> Result<Result<()>> {
         let shared = &self.inner.wharf.shared;
+        // A record taken by a closed or read-only Wharf could never be appended (nothing
+        // lingers it out), and its handle would never complete: refuse it, as `send` does.
+        shared.check_writable()?;
         let topic = shared.topic(&record.topic)?;
         let log = self.route(&topic, record)?;
-        let completion = wait.then(Completion::new);
         let now = shared.clock().now().as_millis();
-        self.inner
-            .accumulator
-            .add(log, record, now, completion.clone())?;
-        Ok((Arc::clone(log), completion))
+        self.inner.accumulator.add(log, record, now, waiter)
     }
 
     /// The record to store in the delay topic for `record`, sent with `delay`. Its target
