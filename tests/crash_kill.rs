@@ -325,14 +325,13 @@ fn child_append_nowait() {
     exit_when_parent_goes();
     let mut out = std::io::stdout().lock();
     let (wharf, _) = open_in_child(&dir, seed, &mut out);
-    // Batches from a few records to the default 16 KiB, and a linger from eager (the default
-    // 5 ms among them) to never, so kills land with batches open, filling, lingering out and
-    // being flushed.
+    // Batches from a few records to the default 16 KiB, and a linger from eager to never, so
+    // kills land with batches open, filling, lingering out and being flushed.
     let mut options = Rng::new(mix(seed, 0x0a17));
-    let batch_bytes = [256, 1_024, 4_096, 16 * 1_024][options.below(4) as usize];
+    let batch_bytes = [256, 1_024, 4_096, wharf::DEFAULT_BATCH_BYTES][options.below(4) as usize];
     let linger = match options.below(3) {
         0 => Duration::from_millis(1),
-        1 => Duration::from_millis(5),
+        1 => wharf::DEFAULT_LINGER,
         _ => Duration::from_secs(3_600),
     };
     let flush_every = options.range(1, 64);
