@@ -1090,3 +1090,41 @@ fn clones_on_several_threads_lose_and_duplicate_nothing_and_keep_each_threads_or
         );
     }
 }
+
+#[test]
+fn wharf_sync_reports_one_producers_loss_and_leaves_the_others_to_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::open(dir.path()).expect("open");
+    wharf
+        .create_topic("gone", TopicConfig::default())
+        .expect("topic");
+    let producers: Vec<_> = (0..3)
+        .map(|_| wharf.producer().linger(HOUR).build())
+        .collect();
+    for (i, producer) in producers.iter().enumerate() {
+        for seq in 0..=i as u64 {
+            producer
+                .send_oneway(Record::new("gone", numbered(seq, 40)))
+                .expect("send");
+        }
+    }
+    wharf.delete_topic("gone").expect("delete");
+    // The sync appends every open batch; it reports one producer's loss (records 1 + i of
+    // producer i), and each other producer's next call reports its own.
+    let err = wharf.sync().expect_err("the batches failed");
+    let (first, source) = unsent(&err);
+    assert!(
+        matches!(source.kind(), ErrorKind::TopicNotFound { .. }),
+        "got {source}"
+    );
+    let mut reported = vec![first];
+    for producer in &producers {
+        match producer.flush() {
+            Ok(()) => {}
+            Err(e) => reported.push(unsent(&e).0),
+        }
+        producer.flush().expect("reported once");
+    }
+    reported.sort_unstable();
+    assert_eq!(reported, [1, 2, 3], "each producer's loss, once");
+}

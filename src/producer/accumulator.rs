@@ -203,6 +203,12 @@ impl Accumulator {
         }
     }
 
+    /// Appends every open batch, keeping a loss for the producer's next call to report.
+    pub(crate) fn append_all(&self) {
+        let mut state = self.state.lock();
+        self.append_where(&mut state, |_| true);
+    }
+
     /// Appends the batches open for `linger` by `now`; the time the next one will have, if
     /// one is open.
     pub(crate) fn flush_due(&self, now: Instant) -> Option<Instant> {
