@@ -146,7 +146,7 @@ pub use format::message::{Batch, BatchIter, Headers, Message, MessageRef};
 pub use format::record::{Header, Record};
 pub use group::assignment::Assignor;
 pub use partitioner::{DefaultPartitioner, Partitioner, RoundRobinPartitioner, partition_for_key};
-pub use producer::{Producer, ProducerBuilder};
+pub use producer::{DEFAULT_BATCH_BYTES, DEFAULT_LINGER, Producer, ProducerBuilder};
 pub use reader::{DEFAULT_READ_MAX_BYTES, DEFAULT_READ_MAX_RECORDS, PartitionReader, ReadOptions};
 pub use retention::RetentionReport;
 pub use retry::DEFAULT_DEAD_LETTER_RETENTION;

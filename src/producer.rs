@@ -198,7 +198,7 @@ impl Producer {
     /// partition.
     pub fn send_oneway(&self, record: Record) -> Result<()> {
         let record = self.undelayed(record)?;
-        self.accumulate(&record, false).map(|_| ())
+        self.accumulate(&record, None)?
     }
 
     /// Appends every batch of records sent without waiting that is still open, in the
@@ -319,9 +319,11 @@ impl Producer {
             Err(e) => return SendHandle::done(Err(e)),
         };
         if ack == AckMode::NoWait {
-            return match self.accumulate(&record, true) {
-                Ok(Some(completion)) => SendHandle::new(completion),
-                Ok(None) => SendHandle::done(Err(ErrorKind::Closed.into())),
+            let completion = Completion::new();
+            return match self.accumulate(&record, Some(Arc::clone(&completion))) {
+                // Taken: the handle completes with the record's own batch (a failed append
+                // of the batch it closed went to that batch's senders).
+                Ok(_) => SendHandle::new(completion),
                 Err(e) => SendHandle::done(Err(e)),
             };
         }
@@ -400,6 +402,7 @@ impl Producer {
     /// As [`Producer::send_oneway`].
     pub fn send_oneway_slice(&self, topic: &str, key: Option<&[u8]>, payload: &[u8]) -> Result<()> {
         let shared = &self.inner.wharf.shared;
+        shared.check_writable()?;
         let view = slice_view(key, payload);
         let topic = shared.topic(topic)?;
         let target = if self.is_sticky(&topic, key.is_none(), None) {
@@ -409,7 +412,7 @@ impl Producer {
             Target::Partition(self.route_view(&topic, &view)?)
         };
         let now = shared.clock().now().as_millis();
-        self.inner.accumulator.add(target, &view, now, None)
+        self.inner.accumulator.add(target, &view, now, None)?
     }
 
     /// Whether a record with no key (`keyless`) naming `partition` goes to `topic`'s sticky
@@ -418,10 +421,14 @@ impl Producer {
         self.inner.sticky && keyless && partition.is_none() && topic.config.partitions > 1
     }
 
-    /// Takes `record` (not a delayed one) into its partition's open batch; with `wait`, a
-    /// completion for its receipt.
-    fn accumulate(&self, record: &Record, wait: bool) -> Result<Option<Arc<Completion>>> {
+    /// Takes `record` (not a delayed one) into its partition's open batch, with `waiter`
+    /// completed by its batch's append. As [`Accumulator::add`]: the outer error means the
+    /// record was not taken, the inner one is the failed append of a full batch.
+    fn accumulate(&self, record: &Record, waiter: Option<Arc<Completion>>) -> Result<Result<()>> {
         let shared = &self.inner.wharf.shared;
+        // A record taken by a closed or read-only Wharf could never be appended (nothing
+        // lingers it out), and its handle would never complete: refuse it, as `send` does.
+        shared.check_writable()?;
         let topic = shared.topic(&record.topic)?;
         let view = record.view();
         let target = if self.is_sticky(&topic, record.key.is_none(), record.partition) {
@@ -430,12 +437,8 @@ impl Producer {
         } else {
             Target::Partition(self.route(&topic, record)?)
         };
-        let completion = wait.then(Completion::new);
         let now = shared.clock().now().as_millis();
-        self.inner
-            .accumulator
-            .add(target, &view, now, completion.clone())?;
-        Ok(completion)
+        self.inner.accumulator.add(target, &view, now, waiter)
     }
 
     /// The record to store in the delay topic for `record`, sent with `delay`. Its target

@@ -1175,7 +1175,9 @@ impl Shared {
             .collect()
     }
 
-    fn check_writable(&self) -> Result<()> {
+    /// `Closed` after a close (or a simulated crash) began stopping the threads, `ReadOnly`
+    /// for a read-only Wharf.
+    pub(crate) fn check_writable(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(ErrorKind::Closed.into());
         }

@@ -8,6 +8,12 @@
 //!   acked record is at its acked partition and offset, byte-identical, and each partition is a
 //!   gap-free, duplicate-free, in-order prefix of what the child attempted. State accumulates
 //!   over all cycles in one directory.
+//! - `flushed_nowait_records_survive_kill_9_at_random_points`: the same for records sent
+//!   without waiting: the child sends with `send_oneway` into the producer's batches, calls
+//!   `flush` every N records (N random per cycle) and reports how far each completed flush got;
+//!   after the kill every record below the last reported flush is there, each partition is an
+//!   in-order prefix of what the child attempted, and nothing the child had not yet sent
+//!   appears. A tenth of `WHARF_KILL_CYCLES` cycles, in a fresh directory every 25.
 //! - `the_directory_lock_*`: invariant I9, across processes and within one.
 //!
 //! A failure prints the seed; `WHARF_KILL_SEED=<seed>` replays the same workload (the kill
@@ -40,6 +46,8 @@ const CHILD_ACK_ENV: &str = "WHARF_KILL_CHILD_ACK";
 const CHILD_SEED_ENV: &str = "WHARF_KILL_CHILD_SEED";
 /// Set in an appending child: the cycle number.
 const CHILD_CYCLE_ENV: &str = "WHARF_KILL_CHILD_CYCLE";
+/// Set in a child sending without waiting: the data directory.
+const NOWAIT_CHILD_ENV: &str = "WHARF_KILL_NOWAIT_CHILD";
 /// Set in a lock-holding child: the data directory.
 const LOCK_CHILD_ENV: &str = "WHARF_LOCK_CHILD";
 /// Replays a run.
@@ -48,6 +56,12 @@ const SEED_ENV: &str = "WHARF_KILL_SEED";
 const CYCLES_ENV: &str = "WHARF_KILL_CYCLES";
 
 const DEFAULT_CYCLES: u32 = 1_000;
+/// The `NoWait` workload runs this fraction of the cycles (100 by default).
+const NOWAIT_CYCLES_DIVISOR: u32 = 10;
+/// The `NoWait` workload starts a fresh directory every this many cycles: its children send
+/// far more records per cycle than the acked ones, and a directory of thousands of small
+/// segments would make every open slower than the cycle itself.
+const NOWAIT_CYCLES_PER_DIR: u32 = FULL_CHECK_EVERY;
 const TOPIC: &str = "crash";
 const PARTITIONS: u32 = 3;
 const SEGMENT_BYTES: u64 = 8 * 1024;
@@ -243,10 +257,23 @@ fn child_append() {
         .expect("cycle");
     exit_when_parent_goes();
     let mut out = std::io::stdout().lock();
+    let (wharf, next) = open_in_child(&dir, seed, &mut out);
+    append_forever(
+        &wharf.producer().ack(ack).build(),
+        cycle,
+        seed,
+        next,
+        &mut out,
+    );
+}
+
+/// Opens the directory for a child and ensures the topic, reporting `opening` and then
+/// `opened` with the log ends; returns the Wharf and the log ends.
+fn open_in_child(dir: &str, seed: u64, mut out: &mut impl Write) -> (Wharf, Vec<u64>) {
     // A background flush policy from eager to the default, so kills also land in background
     // syncs, segment finalization and checkpoint writes.
     let mut options = Rng::new(mix(seed, 0xf1a5));
-    let mut builder = Wharf::builder(&dir).flush_interval(match options.below(4) {
+    let mut builder = Wharf::builder(dir).flush_interval(match options.below(4) {
         0 => wharf::DEFAULT_FLUSH_INTERVAL,
         n => Duration::from_millis(n * n),
     });
@@ -277,13 +304,59 @@ fn child_append() {
                 .join(" ")
         ),
     );
-    append_forever(
-        &wharf.producer().ack(ack).build(),
-        cycle,
-        seed,
-        next,
-        &mut out,
-    );
+    (wharf, next)
+}
+
+/// The child side of `flushed_nowait_records_survive_kill_9_at_random_points`; does nothing
+/// in a normal test run (the variable is absent).
+#[test]
+fn child_append_nowait() {
+    let Ok(dir) = std::env::var(NOWAIT_CHILD_ENV) else {
+        return;
+    };
+    let seed: u64 = std::env::var(CHILD_SEED_ENV)
+        .expect("seed")
+        .parse()
+        .expect("seed");
+    let cycle: u32 = std::env::var(CHILD_CYCLE_ENV)
+        .expect("cycle")
+        .parse()
+        .expect("cycle");
+    exit_when_parent_goes();
+    let mut out = std::io::stdout().lock();
+    let (wharf, _) = open_in_child(&dir, seed, &mut out);
+    // Batches from a few records to the default 16 KiB, and a linger from eager to never, so
+    // kills land with batches open, filling, lingering out and being flushed.
+    let mut options = Rng::new(mix(seed, 0x0a17));
+    let batch_bytes = [256, 1_024, 4_096, wharf::DEFAULT_BATCH_BYTES][options.below(4) as usize];
+    let linger = match options.below(3) {
+        0 => Duration::from_millis(1),
+        1 => wharf::DEFAULT_LINGER,
+        _ => Duration::from_secs(3_600),
+    };
+    let flush_every = options.range(1, 64);
+    let producer = wharf
+        .producer()
+        .ack(AckMode::NoWait)
+        .batch_bytes(batch_bytes)
+        .linger(linger)
+        .build();
+    let mut seq = 0u64;
+    loop {
+        // Announced before any of them is sent: the parent's bound on what may appear.
+        let end = seq + flush_every;
+        say(&mut out, &format!("sending {end}"));
+        for s in seq..end {
+            if let Err(e) = producer.send_oneway(plan(cycle, seed, s).record()) {
+                fail(&mut out, &format!("send_oneway seq {s}: {e}"));
+            }
+        }
+        if let Err(e) = producer.flush() {
+            fail(&mut out, &format!("flush after seq {}: {e}", end - 1));
+        }
+        say(&mut out, &format!("flushed {end}"));
+        seq = end;
+    }
 }
 
 /// Sends the cycle's records, one by one, in batches and asynchronously, and reports each
@@ -396,6 +469,10 @@ enum Event {
         offset: u64,
         seq: u64,
     },
+    /// A `NoWait` child will send the records below this sequence number (and no others).
+    Sending(u64),
+    /// A `NoWait` child's flush returned: every record below this sequence number is appended.
+    Flushed(u64),
     Error(String),
 }
 
@@ -417,6 +494,8 @@ fn parse_line(line: &str) -> Option<Event> {
             offset,
             seq,
         },
+        ("sending", Some(&[end])) => Event::Sending(end),
+        ("flushed", Some(&[end])) => Event::Flushed(end),
         ("error", _) => Event::Error(args.to_owned()),
         _ => Event::Error(format!("unexpected line {line:?}")),
     };
@@ -747,8 +826,10 @@ fn kill_cycle(
         .collect();
 
     watchdog.step(format!("{context}: parent reopening"));
-    let check = reopen_and_check(dir, model, cycle, &acks, reopen, full, rng)
-        .unwrap_or_else(|e| panic!("{context}: {e}"));
+    let check = reopen_and_check(dir, model, reopen, full, |wharf, model| {
+        check_cycle(wharf, model, cycle, &acks, rng)
+    })
+    .unwrap_or_else(|e| panic!("{context}: {e}"));
     if full {
         totals.full_checks += 1;
     }
@@ -783,7 +864,7 @@ fn run_child(
     } else {
         "fsync"
     };
-    let child = ChildProcess::spawn(
+    run_child_test(
         "child_append",
         &[
             (CHILD_ENV, dir.display().to_string()),
@@ -791,7 +872,20 @@ fn run_child(
             (CHILD_SEED_ENV, cycle_seed(seed, cycle).to_string()),
             (CHILD_CYCLE_ENV, cycle.to_string()),
         ],
-    );
+        kill,
+        context,
+    )
+}
+
+/// Runs the child test `test` with `envs`, kills it at `kill`, and checks that it was running
+/// until then; returns what it reported and how far it got.
+fn run_child_test(
+    test: &str,
+    envs: &[(&str, String)],
+    kill: KillAt,
+    context: &str,
+) -> (Vec<Event>, Reached) {
+    let child = ChildProcess::spawn(test, envs);
     let mut events = Vec::new();
     let alive = match kill {
         KillAt::Spawn(delay) => {
@@ -832,23 +926,21 @@ fn run_child(
     (events, reached)
 }
 
-/// Reopens `dir` as `reopen` says and checks it against the model and this cycle's acks; then
-/// adds what the cycle left in the log to the model.
-fn reopen_and_check(
+/// Reopens `dir` as `reopen` says and checks it with `check_cycle` (which adds what the cycle
+/// left in the log to the model), then, if `full`, re-reads everything.
+fn reopen_and_check<T>(
     dir: &Path,
     model: &mut Model,
-    cycle: u32,
-    acks: &[(u32, u64, u64)],
     reopen: Reopen,
     full: bool,
-    rng: &mut Rng,
-) -> Result<CycleCheck, String> {
+    check_cycle: impl FnOnce(&Wharf, &mut Model) -> Result<T, String>,
+) -> Result<T, String> {
     let wharf = match reopen {
         Reopen::ReadOnly => Wharf::builder(dir).read_only(true).open(),
         Reopen::Close | Reopen::Crash => Wharf::open(dir),
     }
     .map_err(|e| format!("reopen ({reopen:?}) failed: {e}"))?;
-    let check = check_cycle(&wharf, model, cycle, acks, rng)?;
+    let check = check_cycle(&wharf, model)?;
     if full {
         check_all(&wharf, model)?;
     }
@@ -1048,6 +1140,268 @@ fn check_all(wharf: &Wharf, model: &Model) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kill -9 cycles of a NoWait producer
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Default)]
+struct NowaitTotals {
+    cycles: u32,
+    /// Flushes the children reported.
+    flushes: u64,
+    /// Records below a reported flush, checked present.
+    flushed_checked: u64,
+    /// Records below a reported flush that were missing.
+    lost_flushed: u64,
+    /// Records past the last reported flush that were there anyway (appended by a full batch,
+    /// the linger thread, or a flush the kill cut short of its report).
+    unflushed_present: u64,
+    full_checks: u32,
+}
+
+/// What one `NoWait` cycle's check found.
+#[derive(Debug, Default)]
+struct NowaitCheck {
+    flushed: u64,
+    lost: u64,
+    unflushed_present: u64,
+}
+
+#[test]
+fn flushed_nowait_records_survive_kill_9_at_random_points() {
+    let seed = std::env::var(SEED_ENV).map_or_else(
+        |_| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos() as u64
+        },
+        |s| s.parse().expect("WHARF_KILL_SEED must be a u64"),
+    );
+    let cycles = std::env::var(CYCLES_ENV)
+        .map_or(DEFAULT_CYCLES, |s| {
+            s.parse().expect("WHARF_KILL_CYCLES must be a number")
+        })
+        .div_ceil(NOWAIT_CYCLES_DIVISOR);
+    println!("crash_kill nowait: seed {seed}, {cycles} cycles (replay with {SEED_ENV}={seed})");
+    let watchdog = Watchdog::start(
+        "flushed_nowait_records_survive_kill_9_at_random_points",
+        Duration::from_secs(600) + Duration::from_secs(3) * cycles,
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut dir = PathBuf::new();
+    let mut rng = Rng::new(mix(seed, 0x0a17_9a2e));
+    let mut model = Model {
+        seed,
+        partitions: Vec::new(),
+    };
+    let mut totals = NowaitTotals::default();
+    for cycle in 0..cycles {
+        if cycle % NOWAIT_CYCLES_PER_DIR == 0 {
+            // The last cycle in the previous directory re-read all of it.
+            if cycle > 0 {
+                std::fs::remove_dir_all(&dir).expect("remove the previous directory");
+            }
+            dir = tmp.path().join(format!("data-{cycle}"));
+            model.partitions = vec![Vec::new(); PARTITIONS as usize];
+        }
+        nowait_kill_cycle(
+            &dir,
+            cycle,
+            cycles,
+            &mut rng,
+            &mut model,
+            &mut totals,
+            &watchdog,
+        );
+    }
+    watchdog.step("final reopen".into());
+    let wharf = Wharf::open(&dir).unwrap_or_else(|e| panic!("seed {seed}: final open: {e}"));
+    check_all(&wharf, &model).unwrap_or_else(|e| panic!("seed {seed}: final check: {e}"));
+    wharf.close().expect("close");
+    drop(watchdog);
+
+    println!(
+        "crash_kill nowait summary: seed {seed}; {} cycles, {} flushes reported; flushed \
+         records checked {} (lost {}); unflushed but present {}; full re-reads {}; records \
+         now {:?}",
+        totals.cycles,
+        totals.flushes,
+        totals.flushed_checked,
+        totals.lost_flushed,
+        totals.unflushed_present,
+        totals.full_checks,
+        model.lens(),
+    );
+    common::record_reliability(
+        "kill_produce_nowait",
+        &[
+            ("kill_cycles_nowait", u64::from(totals.cycles)),
+            ("flushed_nowait_messages_checked", totals.flushed_checked),
+            ("lost_nowait_flushed", totals.lost_flushed),
+        ],
+    );
+    assert_eq!(
+        totals.lost_flushed, 0,
+        "seed {seed}: flushed NoWait records were lost (see the cycles above)"
+    );
+    // The run must have exercised the workload, not just killed children before they flushed.
+    assert!(
+        totals.flushed_checked > 0,
+        "seed {seed}: no flushed record was checked: {totals:?}"
+    );
+}
+
+/// One `NoWait` cycle: run a child, kill it, reopen, check, and add what the cycle left to the
+/// model.
+fn nowait_kill_cycle(
+    dir: &Path,
+    cycle: u32,
+    cycles: u32,
+    rng: &mut Rng,
+    model: &mut Model,
+    totals: &mut NowaitTotals,
+    watchdog: &Watchdog,
+) {
+    let seed = model.seed;
+    let kill = match rng.below(100) {
+        0..5 => KillAt::Spawn(Duration::from_micros(rng.below(5_000))),
+        5..15 => KillAt::Opening(Duration::from_micros(rng.below(3_000))),
+        _ => KillAt::Running(Duration::from_micros(rng.below(10_001))),
+    };
+    let reopen = match rng.below(10) {
+        0..5 => Reopen::ReadOnly,
+        5..8 => Reopen::Close,
+        _ => Reopen::Crash,
+    };
+    let full = (cycle + 1) % NOWAIT_CYCLES_PER_DIR == 0 || cycle + 1 == cycles;
+    let context = format!("seed {seed} NoWait cycle {cycle} (kill {kill:?}, {reopen:?})");
+    watchdog.step(format!("{context}: child running"));
+    let (events, _) = run_child_test(
+        "child_append_nowait",
+        &[
+            (NOWAIT_CHILD_ENV, dir.display().to_string()),
+            (CHILD_SEED_ENV, cycle_seed(seed, cycle).to_string()),
+            (CHILD_CYCLE_ENV, cycle.to_string()),
+        ],
+        kill,
+        &context,
+    );
+    if let Some(ends) = events.iter().find_map(|e| match e {
+        Event::Opened(ends) => Some(ends),
+        _ => None,
+    }) {
+        assert_eq!(
+            ends,
+            &model.lens(),
+            "{context}: the child recovered other log ends than the parent saw last"
+        );
+    }
+    let mut flushed = 0;
+    let mut sending = 0;
+    for event in &events {
+        match *event {
+            Event::Flushed(end) => {
+                assert!(
+                    end <= sending && end >= flushed,
+                    "{context}: flushed {end} after sending {sending}, flushed {flushed}"
+                );
+                flushed = end;
+                totals.flushes += 1;
+            }
+            Event::Sending(end) => sending = end,
+            _ => {}
+        }
+    }
+    watchdog.step(format!("{context}: parent reopening"));
+    let check = reopen_and_check(dir, model, reopen, full, |wharf, model| {
+        check_nowait_cycle(wharf, model, cycle, flushed, sending, rng)
+    })
+    .unwrap_or_else(|e| panic!("{context}: {e}"));
+    if check.lost > 0 {
+        println!("{context}: {} flushed records lost", check.lost);
+    }
+    totals.cycles += 1;
+    totals.full_checks += u32::from(full);
+    totals.flushed_checked += check.flushed;
+    totals.lost_flushed += check.lost;
+    totals.unflushed_present += check.unflushed_present;
+}
+
+/// Checks what `NoWait` cycle `cycle` left: the records before it are still there (the last one
+/// and a random one re-read); each partition continues with the next records the child
+/// attempted for it, in order, all below `sending` (nothing it had not sent); every record
+/// below `flushed` is there (counted as lost otherwise). Adds what is there to the model.
+fn check_nowait_cycle(
+    wharf: &Wharf,
+    model: &mut Model,
+    cycle: u32,
+    flushed: u64,
+    sending: u64,
+    rng: &mut Rng,
+) -> Result<NowaitCheck, String> {
+    let Some(ends) = log_ends(wharf)? else {
+        if model.partitions.iter().any(|p| !p.is_empty()) || flushed > 0 {
+            return Err(format!(
+                "the topic is gone: {flushed} records flushed this cycle, {:?} before it",
+                model.lens()
+            ));
+        }
+        return Ok(NowaitCheck::default());
+    };
+    let seed = cycle_seed(model.seed, cycle);
+    let planned: Vec<Planned> = (0..sending).map(|s| plan(cycle, seed, s)).collect();
+    let mut check = NowaitCheck::default();
+    for p in 0..PARTITIONS {
+        let known = &model.partitions[p as usize];
+        let old = known.len() as u64;
+        let end = ends[p as usize];
+        if end < old {
+            return Err(format!(
+                "partition {p}: the log ends at {end}, but held {old} records before this cycle"
+            ));
+        }
+        if old > 0 {
+            for offset in [old - 1, rng.below(old)] {
+                let found = read_range(wharf, p, offset, offset + 1)?;
+                if let Some(why) = model.expected(known[offset as usize]).mismatch(&found[0]) {
+                    return Err(format!(
+                        "partition {p} offset {offset} (from an earlier cycle) changed: {why}"
+                    ));
+                }
+            }
+        }
+        let mine: Vec<u64> = (0..sending)
+            .filter(|&s| planned[s as usize].partition == p)
+            .collect();
+        let found = read_range(wharf, p, old, end)?;
+        if found.len() > mine.len() {
+            return Err(format!(
+                "partition {p}: {} new records, but the child sent at most {} here (seqs below \
+                 {sending})",
+                found.len(),
+                mine.len()
+            ));
+        }
+        for (message, &seq) in found.iter().zip(&mine) {
+            if let Some(why) = planned[seq as usize].mismatch(message) {
+                return Err(format!(
+                    "partition {p} offset {}: expected the child's next record for this \
+                     partition (seq {seq}), but {why}",
+                    message.offset()
+                ));
+            }
+        }
+        let must = mine.iter().filter(|&&s| s < flushed).count();
+        check.flushed += must as u64;
+        check.lost += must.saturating_sub(found.len()) as u64;
+        check.unflushed_present += found.len().saturating_sub(must) as u64;
+        let new = mine[..found.len()].iter().map(|&seq| (cycle, seq));
+        model.partitions[p as usize].extend(new);
+    }
+    Ok(check)
 }
 
 // ---------------------------------------------------------------------------------------------

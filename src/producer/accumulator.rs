@@ -114,19 +114,21 @@ impl Accumulator {
 
     /// Takes `record` (checked and routed to `log`) into the partition's open batch, with
     /// `waiter` completed when it is appended (or fails). Appends the batch if it is full.
+    /// The inner result is that append's: `record` was taken either way, and `waiter` gets
+    /// the fate of the batch `record` is in.
     ///
     /// # Errors
     ///
-    /// An earlier loss not reported yet ([`ErrorKind::Unsent`]; `record` was not taken), or
-    /// the failure to append a full batch (whose records' waiters got it too; `record` was
-    /// taken, and is in that batch or the next).
+    /// The outer error: an earlier loss not reported yet ([`ErrorKind::Unsent`]; `record`
+    /// was not taken). The inner one: the failure to append a full batch (whose records'
+    /// waiters got it too; `record` is in that batch or the next).
     pub(crate) fn add(
         &self,
         target: Target<'_>,
         record: &RecordRef<'_>,
         now: i64,
         waiter: Option<Arc<Completion>>,
-    ) -> Result<()> {
+    ) -> Result<Result<()>> {
         let mut state = self.state.lock();
         if let Some((records, source)) = state.unsent.take() {
             return Err(ErrorKind::Unsent { records, source }.into());
@@ -183,7 +185,7 @@ impl Accumulator {
             state.open.len() - 1
         };
         let Some(open) = state.open.get_mut(i) else {
-            return result;
+            return Ok(result);
         };
         if let (Some(completion), Some(index)) = (waiter, index) {
             open.waiters.push(Waiter {
@@ -197,7 +199,7 @@ impl Accumulator {
             result = result.and(Self::append(&mut state, open));
         }
         self.open_batches.store(state.open.len(), Ordering::Relaxed);
-        result
+        Ok(result)
     }
 
     /// Appends the open batch of `log`, if any.
@@ -234,6 +236,12 @@ impl Accumulator {
             Some((records, source)) => Err(ErrorKind::Unsent { records, source }.into()),
             None => Ok(()),
         }
+    }
+
+    /// Appends every open batch, keeping a loss for the producer's next call to report.
+    pub(crate) fn append_all(&self) {
+        let mut state = self.state.lock();
+        self.append_where(&mut state, |_| true);
     }
 
     /// Appends the batches open for `linger` by `now`; the time the next one will have, if

@@ -119,7 +119,8 @@ impl Linger {
     /// # Errors
     ///
     /// The first producer's loss not reported yet ([`crate::ErrorKind::Unsent`]), which is
-    /// then reported here instead of to that producer.
+    /// then reported here instead of to that producer; the losses of the others stay for
+    /// their own next calls.
     pub(crate) fn flush_all(&self) -> crate::Result<()> {
         let live: Vec<Arc<Accumulator>> = {
             let state = self.state.lock();
@@ -131,7 +132,11 @@ impl Linger {
         };
         let mut result = Ok(());
         for accumulator in live {
-            result = result.and(accumulator.flush());
+            if result.is_ok() {
+                result = accumulator.flush();
+            } else {
+                accumulator.append_all();
+            }
         }
         result
     }
