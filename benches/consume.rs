@@ -1,5 +1,6 @@
 //! Consumer throughput: polling 1,000,000 records of 100 B with a commit per batch, next to a
-//! plain scan of the same partition in the same run; per-message acks; commits under `Fsync`
+//! plain scan of the same partition in the same run, for records sent in batches of 1,000 and
+//! sent one by one (with `poll_into`, reusing the caller's buffer); per-message acks; commits under `Fsync`
 //! with 1 and 8 consumers (group-committed); the poll cost per redelivered record with 100,
 //! 1,000 and 10,000 deliveries past their `ack_wait` at once; the latency of one member's polls
 //! while another member of its group commits under `Fsync` in a loop (p50 / p99 / p99.9 / max
@@ -54,6 +55,21 @@ fn prefill_in_batches(wharf: &Wharf, topic: &str, partitions: u32, records: u64,
     wharf.sync().expect("sync");
 }
 
+/// Sends `records` records of 100 B to a new topic, one `send_slice` each.
+fn prefill_one_by_one(wharf: &Wharf, topic: &str, records: u64) {
+    wharf
+        .create_topic(topic, TopicConfig::default())
+        .expect("topic");
+    let producer = wharf.producer().ack(AckMode::Write).build();
+    let payloads = common::payloads(1_024, 100);
+    for i in 0..records {
+        producer
+            .send_slice(topic, None, &payloads[i as usize % payloads.len()])
+            .expect("send");
+    }
+    wharf.sync().expect("sync");
+}
+
 fn poll(c: &mut Criterion) {
     let dir = common::bench_dir();
     let wharf = Wharf::open(dir.path()).expect("open");
@@ -93,6 +109,30 @@ fn poll(c: &mut Criterion) {
                 count += deliveries.len() as u64;
                 bytes += deliveries.iter().map(|d| d.payload().len()).sum::<usize>();
                 drop(deliveries);
+                consumer.commit().expect("commit");
+            }
+            black_box(bytes)
+        });
+    });
+    // The same read of data sent one record per `send` (one batch per record on disk).
+    prefill_one_by_one(&wharf, "single", RECORDS);
+    group.bench_function("poll_commit_per_batch_100B_1M_single_sends", |b| {
+        b.iter(|| {
+            let mut consumer = wharf
+                .consumer(&group_name())
+                .subscribe(["single"])
+                .commit_ack(AckMode::Write)
+                .build()
+                .expect("consumer");
+            let (mut count, mut bytes) = (0u64, 0usize);
+            let mut deliveries = Vec::new();
+            while count < RECORDS {
+                consumer
+                    .poll_into(&mut deliveries, POLL, Duration::from_secs(10))
+                    .expect("poll");
+                count += deliveries.len() as u64;
+                bytes += deliveries.iter().map(|d| d.payload().len()).sum::<usize>();
+                deliveries.clear();
                 consumer.commit().expect("commit");
             }
             black_box(bytes)

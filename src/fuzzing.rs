@@ -1,7 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`; not a stable API). Each
 //! feeds arbitrary bytes to a decoder that reads data from disk; none may panic.
 
-use crate::format::{batch, checkpoint, file_header, index_entry, topic_meta};
+use crate::format::{batch, checkpoint, file_header, index_entry, record_decode, topic_meta};
 
 /// Decodes `bytes` as a record batch of a segment based at `segment_base`, expected at the
 /// offset its header names; returns the number of records decoded (0 if the batch is
@@ -15,9 +15,11 @@ pub fn decode_batch(bytes: &[u8], segment_base: u64) -> usize {
         return 0;
     };
     let mut decoded = 0;
-    let result = batch::decode_records(batch_bytes, &header, |span| {
+    let result = record_decode::decode_records(batch_bytes, &header, |span| {
         let headers = batch_bytes.get(span.headers.start as usize..span.headers.end as usize);
-        let listed = headers.map_or(0, |h| batch::HeaderIter::new(h, span.header_count).count());
+        let listed = headers.map_or(0, |h| {
+            record_decode::HeaderIter::new(h, span.header_count).count()
+        });
         assert_eq!(
             listed, span.header_count as usize,
             "checked headers must all iterate"

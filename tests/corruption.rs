@@ -1639,3 +1639,71 @@ fn fsync_acknowledged_records_are_checkpointed_within_the_flush_interval() {
         last.base_offset
     );
 }
+
+/// A batch is checked (CRC and record structure) the first time this process reads it, and
+/// not again: what the second read returns is what the first returned, for records written in
+/// this process and for records found on disk; damage is still reported by every read that
+/// reaches it, whether it starts before the damage (after the batches before it were checked)
+/// or past it.
+#[test]
+fn batches_checked_once_read_the_same_and_damage_is_never_skipped() {
+    let base = scratch_dir();
+    let recs = model(0..12, 40);
+    let wharf = open(base.path()).unwrap();
+    wharf.create_topic(TOPIC, TopicConfig::default()).unwrap();
+    append(&wharf, &recs, &[2, 1, 3, 1]);
+    // Written by this process: read without a check, twice.
+    for round in 0..2 {
+        let (got, err) = read_all(&wharf, 5);
+        assert!(err.is_none(), "round {round}: {err:?}");
+        assert_eq!(got, recs, "round {round}: records written in this process");
+    }
+    wharf.close().unwrap();
+    let original = fs::read(segment_path(base.path(), 0, "log")).unwrap();
+    let batches = batches_in(&original);
+    assert!(batches.len() >= 6, "{} batches", batches.len());
+
+    // Found on disk: the first read checks, the second does not; both return the same.
+    let wharf = open(base.path()).unwrap();
+    for (round, max_records) in [(0, 1), (1, 1), (2, 100)] {
+        let (got, err) = read_all(&wharf, max_records);
+        assert!(err.is_none(), "round {round}: {err:?}");
+        assert_eq!(got, recs, "round {round}: records found on disk");
+    }
+    drop(wharf);
+
+    // Damage in the payload of the fifth batch (its CRC fails; its header parses).
+    let damaged = &batches[4];
+    let case = fresh_copy(base.path());
+    let bit = (damaged.end() - 1) * 8;
+    fs::write(segment_path(case.path(), 0, "log"), flipped(&original, bit)).unwrap();
+    let wharf = open(case.path()).unwrap();
+    let reader = wharf.reader(TOPIC, 0).unwrap();
+    let after = batches[5].base_offset;
+    let past = reader
+        .read(after, ReadOptions::default().max_records(100))
+        .unwrap();
+    let past: Vec<Rec> = past.iter().map(|m| Rec::of(&m)).collect();
+    assert_eq!(past, recs[after as usize..], "a read past the damage");
+    for round in 0..3 {
+        let (got, err) = read_all(&wharf, 1);
+        let e = err.unwrap_or_else(|| panic!("round {round}: the damage was not reported"));
+        assert_eq!(
+            corrupt_offset(&e, case.path(), "read_all"),
+            damaged.base_offset
+        );
+        assert_eq!(got, recs[..damaged.base_offset as usize], "round {round}");
+        match reader.read(0, ReadOptions::default().max_records(100)) {
+            Ok(batch) => {
+                let all: Vec<Rec> = batch.iter().map(|m| Rec::of(&m)).collect();
+                assert_eq!(all, recs[..damaged.base_offset as usize], "round {round}");
+            }
+            Err(e) => {
+                corrupt_offset(&e, case.path(), "one read");
+            }
+        }
+        let at = reader.read(damaged.base_offset, ReadOptions::default().max_records(100));
+        let e = at.expect_err("a read of the damaged batch");
+        assert_eq!(corrupt_offset(&e, case.path(), "at"), damaged.base_offset);
+    }
+}

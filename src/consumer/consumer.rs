@@ -179,28 +179,48 @@ impl Consumer {
     ///
     /// As [`Consumer::poll`].
     pub fn poll_batch(&mut self, max: usize, timeout: Duration) -> Result<Vec<Delivery>> {
+        let mut out = Vec::new();
+        self.poll_into(&mut out, max, timeout)?;
+        Ok(out)
+    }
+
+    /// As [`Consumer::poll_batch`], appending to `out` (which keeps its capacity from poll to
+    /// poll: no allocation per poll); returns how many deliveries were appended.
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::poll`]; on error nothing was appended.
+    pub fn poll_into(
+        &mut self,
+        out: &mut Vec<Delivery>,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize> {
         if let Some(e) = self.deferred.take() {
             return Err(e);
         }
         let deadline = Instant::now() + timeout;
         let max = max.max(1);
+        let before = out.len();
         loop {
             self.check_open()?;
             self.apply_rebalance()?;
             self.commit_by_policy()?;
-            let mut out = Vec::new();
-            self.deliver_due(&mut out, max)?;
-            self.deliver_new(&mut out, max)?;
-            if out.is_empty() {
+            // The limits below are on `out.len()`: what was there stays.
+            let limit = before.saturating_add(max);
+            self.deliver_due(out, limit)?;
+            self.deliver_new(out, limit)?;
+            let taken = out.len() - before;
+            if taken == 0 {
                 if let Some(e) = self.deferred.take() {
                     return Err(e);
                 }
             }
-            if !out.is_empty()
+            if taken > 0
                 || Instant::now() >= deadline
                 || self.interrupt.swap(false, Ordering::AcqRel)
             {
-                return Ok(out);
+                return Ok(taken);
             }
             self.sleep(deadline);
         }
@@ -379,6 +399,7 @@ impl Consumer {
         };
         let start = held.cursor.position();
         let take = (max - out.len()).min(fetched.batch.len() - *next);
+        out.reserve(take);
         out.extend((*next..*next + take).map(|i| Delivery::new(Arc::clone(fetched), i, 1)));
         *next += take;
         if take > 0 {

@@ -51,23 +51,28 @@ pub(crate) struct Fetched {
 #[must_use = "an undecided delivery is delivered again after ack_wait"]
 pub struct Delivery {
     fetched: Arc<Fetched>,
-    index: usize,
+    index: u32,
     attempt: u32,
-    message: OnceLock<Message>,
+    /// Boxed: most deliveries never build one, and a delivery stays 32 bytes.
+    message: OnceLock<Box<Message>>,
 }
 
+const _: () = assert!(std::mem::size_of::<Delivery>() <= 32);
+
 impl Delivery {
+    /// The `index`-th record of `fetched` (a fetch holds at most `u32::MAX` records).
     pub(crate) fn new(fetched: Arc<Fetched>, index: usize, attempt: u32) -> Self {
         Delivery {
             fetched,
-            index,
+            index: u32::try_from(index).unwrap_or(u32::MAX),
             attempt,
             message: OnceLock::new(),
         }
     }
 
+    #[inline]
     fn record(&self) -> Option<MessageRef<'_>> {
-        self.fetched.batch.get(self.index)
+        self.fetched.batch.get(self.index as usize)
     }
 
     /// The topic.
@@ -108,12 +113,17 @@ impl Delivery {
 
     /// The headers, in the order they were sent.
     pub fn headers(&self) -> Headers<'_> {
-        self.message().headers()
+        match self.message.get() {
+            Some(message) => message.headers(),
+            None => self
+                .record()
+                .map_or_else(|| self.message().headers(), |r| r.headers()),
+        }
     }
 
     /// The value of the first header named `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.message().header(name)
+        self.headers().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// Which delivery of this record this is to this group: 1 the first time, then one more
@@ -153,10 +163,10 @@ impl Delivery {
     pub fn message(&self) -> &Message {
         // The index is valid by construction; the fallback is never taken.
         self.message.get_or_init(|| {
-            self.record().map_or_else(
+            Box::new(self.record().map_or_else(
                 || Message::empty(self.topic(), self.partition()),
                 |r| r.to_message(),
-            )
+            ))
         })
     }
 
@@ -237,7 +247,7 @@ impl Delivery {
         self.message();
         self.message
             .into_inner()
-            .unwrap_or_else(|| Message::empty("", 0))
+            .map_or_else(|| Message::empty("", 0), |m| *m)
     }
 }
 

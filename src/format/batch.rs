@@ -65,8 +65,6 @@
 //! many (2 B of framing), and a batch of one such record 127 B (a 25 B header at today's
 //! timestamps, whose zigzag varint takes 6 bytes).
 
-use std::ops::Range;
-
 use super::cursor::{Reader, Writer};
 use super::record::RecordRef;
 use super::varint;
@@ -139,6 +137,27 @@ impl RecordLayout {
             | (if self.no_headers { attr::NO_HEADERS } else { 0 })
     }
 
+    /// Whether no record has a key (records omit the key field).
+    #[inline]
+    pub(crate) fn no_keys(self) -> bool {
+        self.no_keys
+    }
+
+    /// Whether no record has headers (records omit the value length and header count).
+    #[inline]
+    pub(crate) fn no_headers(self) -> bool {
+        self.no_headers
+    }
+
+    /// A layout with the given omissions.
+    #[cfg(test)]
+    pub(crate) fn with(no_keys: bool, no_headers: bool) -> Self {
+        RecordLayout {
+            no_keys,
+            no_headers,
+        }
+    }
+
     fn from_bits(attributes: u8) -> Self {
         RecordLayout {
             no_keys: attributes & attr::NO_KEYS != 0,
@@ -166,6 +185,12 @@ pub(crate) struct BatchHeader {
 }
 
 impl BatchHeader {
+    /// How the batch's records are laid out.
+    #[inline]
+    pub(crate) fn layout(&self) -> RecordLayout {
+        self.layout
+    }
+
     /// The offset after this batch's last record.
     pub(crate) fn next_offset(&self) -> u64 {
         self.base_offset + u64::from(self.record_count)
@@ -717,41 +742,60 @@ pub(crate) fn batch_crc(batch: &[u8]) -> u32 {
 /// Parses and checks the header at the front of `bytes` (which may extend past the batch)
 /// of a batch in the segment starting at `segment_base`. Does not check the CRC.
 pub(crate) fn parse_header(bytes: &[u8], segment_base: u64) -> Result<BatchHeader, BatchError> {
-    let mut r = Reader::new(bytes);
-    let (Some(crc), Some(length), Some(offset_delta)) = (r.u32(), r.u32(), r.u32()) else {
-        return Err(BatchError::Truncated);
+    // Every read walks a header per batch (one per record for single sends): the fixed part
+    // is taken in one bounds check and destructured, and the varints take a fast path for
+    // one-byte values (see `Reader::varint_fast`).
+    let Some(fixed) = bytes.first_chunk::<FIXED_HEADER_LEN>() else {
+        let zero_length =
+            bytes.len() >= VERSION_POS && bytes.get(LENGTH_POS..OFFSET_DELTA_POS) == Some(&[0; 4]);
+        return Err(if zero_length {
+            BatchError::EndOfData
+        } else {
+            BatchError::Truncated
+        });
     };
+    let [
+        c0,
+        c1,
+        c2,
+        c3,
+        l0,
+        l1,
+        l2,
+        l3,
+        o0,
+        o1,
+        o2,
+        o3,
+        version,
+        attributes,
+        g0,
+        g1,
+        g2,
+    ] = *fixed;
+    let (crc, length) = (
+        u32::from_le_bytes([c0, c1, c2, c3]),
+        u32::from_le_bytes([l0, l1, l2, l3]),
+    );
+    let offset_delta = u32::from_le_bytes([o0, o1, o2, o3]);
     if length == 0 {
         return Err(BatchError::EndOfData);
     }
-    let (Some(version), Some(attributes), Some(lag)) = (r.u8(), r.u8(), r.array::<3>()) else {
-        return Err(BatchError::Truncated);
-    };
     if version != BATCH_VERSION {
         return Err(BatchError::BadVersion(version));
     }
+    let lag = [g0, g1, g2];
+    let mut r = Reader::new(bytes);
+    r.skip(FIXED_HEADER_LEN);
     let (Some(count_minus_one), Some(first_timestamp), Some(max_delta)) =
-        (r.varint(), r.varint(), r.varint())
+        (r.varint_fast(), r.varint_fast(), r.varint_fast())
     else {
         return Err(BatchError::Truncated);
     };
     let producer = if attributes & attr::PRODUCER == 0 {
         None
     } else {
-        let (Some(producer_id), Some(epoch), Some(sequence)) = (r.varint(), r.varint(), r.varint())
-        else {
-            return Err(BatchError::Truncated);
-        };
-        let (Ok(producer_epoch), Ok(base_sequence)) =
-            (u16::try_from(epoch), u32::try_from(sequence))
-        else {
-            return Err(BatchError::BadHeader("producer stamp out of range"));
-        };
-        Some(ProducerStamp {
-            producer_id,
-            producer_epoch,
-            base_sequence,
-        })
+        Some(parse_producer(&mut r)?)
     };
     if attributes & attr::CODEC_MASK != 0 {
         return Err(BatchError::Unsupported("a compression codec"));
@@ -790,6 +834,23 @@ pub(crate) fn parse_header(bytes: &[u8], segment_base: u64) -> Result<BatchHeade
         header_len: header_len as u32,
         producer,
         layout: RecordLayout::from_bits(attributes),
+    })
+}
+
+/// The producer stamp fields of a batch header.
+fn parse_producer(r: &mut Reader<'_>) -> Result<ProducerStamp, BatchError> {
+    let (Some(producer_id), Some(epoch), Some(sequence)) = (r.varint(), r.varint(), r.varint())
+    else {
+        return Err(BatchError::Truncated);
+    };
+    let (Ok(producer_epoch), Ok(base_sequence)) = (u16::try_from(epoch), u32::try_from(sequence))
+    else {
+        return Err(BatchError::BadHeader("producer stamp out of range"));
+    };
+    Ok(ProducerStamp {
+        producer_id,
+        producer_epoch,
+        base_sequence,
     })
 }
 
@@ -834,205 +895,15 @@ pub(crate) fn check_batch(
     Ok((header, batch))
 }
 
-/// Where one record's parts lie, as byte ranges relative to the start of its batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RecordSpan {
-    /// Index of the record in its batch (offset − base offset).
-    pub index: u32,
-    pub timestamp: i64,
-    pub key: Option<Range<u32>>,
-    pub value: Range<u32>,
-    /// The encoded headers (all of them, back to back).
-    pub headers: Range<u32>,
-    pub header_count: u32,
-}
-
-/// Decodes every record of a checked batch, calling `f` for each; checks the record structure
-/// completely (lengths, count, UTF-8 header names), so accessors on the spans cannot fail.
-pub(crate) fn decode_records(
-    batch: &[u8],
-    header: &BatchHeader,
-    mut f: impl FnMut(RecordSpan),
-) -> Result<(), BatchError> {
-    let mut at = header.header_len as usize;
-    if batch.len() < at || u32::try_from(batch.len()).is_err() {
-        return Err(BatchError::Truncated);
-    }
-    for index in 0..header.record_count {
-        let (span, next) = decode_record(batch, at, index, header)?;
-        f(span);
-        at = next;
-    }
-    if at != batch.len() {
-        return Err(BatchError::BadRecordCount);
-    }
-    Ok(())
-}
-
-const SHORT: BatchError = BatchError::BadRecord("field runs past the record");
-
-/// A forward cursor over `bytes[pos..end]` reading varints and skipping fields; positions stay
-/// absolute within the batch. This is the hot loop of every read, so single-byte varints (all
-/// lengths under 128) take a fast path.
-struct Fields<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    end: usize,
-}
-
-impl Fields<'_> {
-    // `inline(always)`: the compiler kept this out of line; inlined into `decode_record`, a
-    // probe polling 100 B records went from about 13 to 17.5 M/s (noisy machine; see the
-    // consume benchmark for the criterion figure).
-    #[expect(clippy::inline_always, reason = "measured on the read hot path")]
-    #[inline(always)]
-    fn varint(&mut self) -> Result<u64, BatchError> {
-        if self.pos < self.end {
-            if let Some(&byte) = self.bytes.get(self.pos) {
-                if byte < 0x80 {
-                    self.pos += 1;
-                    return Ok(u64::from(byte));
-                }
-            }
-        }
-        let rest = self.bytes.get(self.pos..self.end).ok_or(SHORT)?;
-        let (value, len) = varint::decode(rest).ok_or(SHORT)?;
-        self.pos += len;
-        Ok(value)
-    }
-
-    /// Skips `len` bytes, returning their range.
-    #[inline]
-    #[expect(
-        clippy::cast_possible_truncation,
-        reason = "a batch is at most u32::MAX bytes"
-    )]
-    fn take(&mut self, len: u64) -> Result<Range<u32>, BatchError> {
-        let start = self.pos;
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|l| start.checked_add(l))
-            .ok_or(SHORT)?;
-        if end > self.end {
-            return Err(SHORT);
-        }
-        self.pos = end;
-        Ok(start as u32..end as u32)
-    }
-}
-
-fn decode_record(
-    batch: &[u8],
-    at: usize,
-    index: u32,
-    header: &BatchHeader,
-) -> Result<(RecordSpan, usize), BatchError> {
-    let mut outer = Fields {
-        bytes: batch,
-        pos: at,
-        end: batch.len(),
-    };
-    let body_len = outer.varint()?;
-    let body = outer.take(body_len)?;
-    let mut b = Fields {
-        bytes: batch,
-        pos: body.start as usize,
-        end: body.end as usize,
-    };
-    let delta = varint::unzigzag(b.varint()?);
-    let key = if header.layout.no_keys {
-        None
-    } else {
-        match b.varint()? {
-            0 => None,
-            n => Some(b.take(n - 1)?),
-        }
-    };
-    let timestamp = header.first_timestamp.wrapping_add(delta);
-    if header.layout.no_headers {
-        // The value is the rest of the body.
-        let value = b.take(b.end.saturating_sub(b.pos) as u64)?;
-        let span = RecordSpan {
-            index,
-            timestamp,
-            key,
-            value,
-            headers: body.end..body.end,
-            header_count: 0,
-        };
-        return Ok((span, body.end as usize));
-    }
-    let value_len = b.varint()?;
-    let value = b.take(value_len)?;
-    let header_count = u32::try_from(b.varint()?).map_err(|_| SHORT)?;
-    let headers_start = b.take(0)?.start;
-    for _ in 0..header_count {
-        let name_len = b.varint()?;
-        let name = b.take(name_len)?;
-        let name = batch
-            .get(name.start as usize..name.end as usize)
-            .ok_or(SHORT)?;
-        std::str::from_utf8(name).map_err(|_| BatchError::BadRecord("header name is not UTF-8"))?;
-        let value_len = b.varint()?;
-        b.take(value_len)?;
-    }
-    if b.pos != b.end {
-        return Err(BatchError::BadRecord("trailing bytes in record"));
-    }
-    let span = RecordSpan {
-        index,
-        timestamp,
-        key,
-        value,
-        headers: headers_start..body.end,
-        header_count,
-    };
-    Ok((span, body.end as usize))
-}
-
-/// Iterates over encoded headers (as produced by [`decode_records`], which checked them).
-#[derive(Debug, Clone)]
-pub(crate) struct HeaderIter<'a> {
-    reader: Reader<'a>,
-    remaining: u32,
-}
-
-impl<'a> HeaderIter<'a> {
-    pub(crate) fn new(encoded: &'a [u8], count: u32) -> Self {
-        HeaderIter {
-            reader: Reader::new(encoded),
-            remaining: count,
-        }
-    }
-}
-
-impl<'a> Iterator for HeaderIter<'a> {
-    type Item = (&'a str, &'a [u8]);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.remaining == 0 {
-            return None;
-        }
-        self.remaining -= 1;
-        let name_len = usize::try_from(self.reader.varint()?).ok()?;
-        let name = std::str::from_utf8(self.reader.bytes(name_len)?).ok()?;
-        let value_len = usize::try_from(self.reader.varint()?).ok()?;
-        let value = self.reader.bytes(value_len)?;
-        Some((name, value))
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.remaining as usize))
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::clock::Timestamp;
     use crate::format::record::Record;
+    use crate::format::record_decode::{HeaderIter, RecordSpan, decode_records};
     use proptest::prelude::*;
+    use std::ops::Range;
 
     /// The base offset of the segment the test batches are in.
     const SEGMENT_BASE: u64 = 1_000_000;

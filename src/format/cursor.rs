@@ -49,6 +49,23 @@ impl<'a> Reader<'a> {
         self.array().map(i64::from_le_bytes)
     }
 
+    /// Skips `len` bytes (or to the end).
+    pub(crate) fn skip(&mut self, len: usize) {
+        self.pos = self.pos.saturating_add(len).min(self.buf.len());
+    }
+
+    /// As [`Self::varint`], with the one-byte case inlined: for hot decoders.
+    #[inline]
+    pub(crate) fn varint_fast(&mut self) -> Option<u64> {
+        if let Some(&byte) = self.buf.get(self.pos) {
+            if byte < 0x80 {
+                self.pos += 1;
+                return Some(u64::from(byte));
+            }
+        }
+        self.varint()
+    }
+
     pub(crate) fn varint(&mut self) -> Option<u64> {
         let rest = self.buf.get(self.pos..)?;
         let (value, len) = super::varint::decode(rest)?;

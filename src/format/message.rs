@@ -1,6 +1,13 @@
 //! What reads return: a [`Batch`] owns one buffer (a zero-copy slice of the segment where the
 //! segment is mapped) and lends [`MessageRef`] views into it; [`Message`] is an owned record
 //! whose parts are `Bytes` slices of that same buffer.
+//!
+//! A read does not decode records: it notes where each record's body and value lie (a
+//! 16-byte [`Slot`]) and what its on-disk batch says for all of its records (a
+//! [`SourceBatch`]); the payload is then a slice, and the timestamp, key and headers are
+//! decoded when asked for ([`record_decode`]: a few single-byte varints). Every body was
+//! checked when its batch was first read in this process, so the decoding cannot meet a
+//! malformed record.
 
 use std::fmt;
 use std::ops::Range;
@@ -8,18 +15,28 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::batch::HeaderIter;
+use super::batch::RecordLayout;
+use super::record_decode::{self, HeaderIter};
 use crate::clock::Timestamp;
 
-/// Where one record lies in a [`Batch`]'s buffer.
-#[derive(Debug, Clone)]
+/// Where one record lies in a [`Batch`]'s buffer: the start of its body (after its length),
+/// its value, and the index of its on-disk batch in [`Batch`]'s list. The headers, if any,
+/// follow the value.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Slot {
-    pub offset: u64,
-    pub timestamp: i64,
-    pub key: Option<Range<u32>>,
-    pub value: Range<u32>,
-    pub headers: Range<u32>,
-    pub header_count: u32,
+    pub body_start: u32,
+    pub value_start: u32,
+    pub value_end: u32,
+    pub batch: u32,
+}
+
+/// What the records of one on-disk batch (or of several alike in a row) share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SourceBatch {
+    /// The offset of a record of this batch minus its index in the read.
+    pub offset_base: u64,
+    pub first_timestamp: i64,
+    pub layout: RecordLayout,
 }
 
 /// Records read from one partition, in offset order, every one checked against its batch CRC.
@@ -29,6 +46,7 @@ pub struct Batch {
     partition: u32,
     buf: Bytes,
     slots: Vec<Slot>,
+    batches: Vec<SourceBatch>,
     next_offset: u64,
 }
 
@@ -38,6 +56,7 @@ impl Batch {
         partition: u32,
         buf: Bytes,
         slots: Vec<Slot>,
+        batches: Vec<SourceBatch>,
         next_offset: u64,
     ) -> Self {
         Batch {
@@ -45,12 +64,20 @@ impl Batch {
             partition,
             buf,
             slots,
+            batches,
             next_offset,
         }
     }
 
     pub(crate) fn empty(topic: Arc<str>, partition: u32, next_offset: u64) -> Self {
-        Batch::new(topic, partition, Bytes::new(), Vec::new(), next_offset)
+        Batch::new(
+            topic,
+            partition,
+            Bytes::new(),
+            Vec::new(),
+            Vec::new(),
+            next_offset,
+        )
     }
 
     /// The topic read from.
@@ -80,17 +107,20 @@ impl Batch {
     }
 
     /// The `i`-th record.
+    #[inline]
     pub fn get(&self, i: usize) -> Option<MessageRef<'_>> {
-        self.slots
-            .get(i)
-            .map(|slot| MessageRef { batch: self, slot })
+        self.slots.get(i).map(|&slot| MessageRef {
+            batch: self,
+            index: i,
+            slot,
+        })
     }
 
     /// The records, in offset order.
     pub fn iter(&self) -> BatchIter<'_> {
         BatchIter {
             batch: self,
-            slots: self.slots.iter(),
+            slots: self.slots.iter().enumerate(),
         }
     }
 
@@ -103,6 +133,42 @@ impl Batch {
         self.buf
             .get(range.start as usize..range.end as usize)
             .unwrap_or_default()
+    }
+
+    fn source(&self, slot: Slot) -> SourceBatch {
+        self.batches
+            .get(slot.batch as usize)
+            .copied()
+            .unwrap_or(SourceBatch {
+                offset_base: 0,
+                first_timestamp: 0,
+                layout: RecordLayout::default(),
+            })
+    }
+
+    #[inline]
+    fn value(&self, slot: Slot) -> &[u8] {
+        self.slice(&(slot.value_start..slot.value_end))
+    }
+
+    /// The timestamp and the key (its range in the buffer) of `slot`'s record.
+    fn head(&self, slot: Slot) -> (Timestamp, Option<Range<u32>>) {
+        let source = self.source(slot);
+        let bytes = self.slice(&(slot.body_start..slot.value_end));
+        let (delta, key) = record_decode::record_head(bytes, source.layout);
+        let at = slot.body_start;
+        (
+            Timestamp::from_millis(source.first_timestamp.wrapping_add(delta)),
+            key.map(|k| k.start + at..k.end + at),
+        )
+    }
+
+    /// The header count and encoded headers (their range in the buffer) of `slot`'s record.
+    fn headers_of(&self, slot: Slot) -> (u32, Range<u32>) {
+        let at = slot.value_end;
+        let rest = self.buf.get(at as usize..).unwrap_or_default();
+        let (count, range) = record_decode::record_headers(rest, self.source(slot).layout);
+        (count, range.start + at..range.end + at)
     }
 
     fn bytes(&self, range: &Range<u32>) -> Bytes {
@@ -138,15 +204,17 @@ impl<'a> IntoIterator for &'a Batch {
 #[derive(Debug, Clone)]
 pub struct BatchIter<'a> {
     batch: &'a Batch,
-    slots: std::slice::Iter<'a, Slot>,
+    slots: std::iter::Enumerate<std::slice::Iter<'a, Slot>>,
 }
 
 impl<'a> Iterator for BatchIter<'a> {
     type Item = MessageRef<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        self.slots.next().map(|slot| MessageRef {
+        self.slots.next().map(|(index, &slot)| MessageRef {
             batch: self.batch,
+            index,
             slot,
         })
     }
@@ -162,7 +230,8 @@ impl ExactSizeIterator for BatchIter<'_> {}
 #[derive(Clone, Copy)]
 pub struct MessageRef<'a> {
     batch: &'a Batch,
-    slot: &'a Slot,
+    index: usize,
+    slot: Slot,
 }
 
 impl<'a> MessageRef<'a> {
@@ -177,50 +246,59 @@ impl<'a> MessageRef<'a> {
     }
 
     /// The record's offset in its partition.
+    #[inline]
     pub fn offset(&self) -> u64 {
-        self.slot.offset
+        self.batch.source(self.slot).offset_base + self.index as u64
     }
 
     /// The record's timestamp.
     pub fn timestamp(&self) -> Timestamp {
-        Timestamp::from_millis(self.slot.timestamp)
+        self.batch.head(self.slot).0
     }
 
     /// The key, if the record has one.
     pub fn key(&self) -> Option<&'a [u8]> {
-        self.slot.key.as_ref().map(|r| self.batch.slice(r))
+        let batch = self.batch;
+        batch.head(self.slot).1.map(|k| batch.slice(&k))
     }
 
     /// The payload.
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
-        self.batch.slice(&self.slot.value)
+        self.batch.value(self.slot)
     }
 
     /// The headers, in the order they were sent.
     pub fn headers(&self) -> Headers<'a> {
-        Headers(HeaderIter::new(
-            self.batch.slice(&self.slot.headers),
-            self.slot.header_count,
-        ))
+        let (count, range) = self.batch.headers_of(self.slot);
+        Headers(HeaderIter::new(self.batch.slice(&range), count))
+    }
+
+    /// The value of the first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// An owned copy sharing the batch's buffer.
     pub fn to_message(&self) -> Message {
         let slot = self.slot;
-        // One `Bytes` covering the record's key, value and headers (they are contiguous), so
-        // an owned message costs two reference counts (topic, buffer), not four.
-        let start = slot.key.as_ref().map_or(slot.value.start, |k| k.start);
-        let rebase = |r: &Range<u32>| r.start - start..r.end - start;
+        let (timestamp, key) = self.batch.head(slot);
+        let (header_count, headers) = self.batch.headers_of(slot);
+        let end = headers.end.max(slot.value_end);
+        // One `Bytes` covering the record's body (key, value and headers are in it), so an
+        // owned message costs two reference counts (topic, buffer), not four.
+        let at = slot.body_start;
+        let rebase = |r: Range<u32>| r.start - at..r.end - at;
         Message {
             topic: Arc::clone(&self.batch.topic),
             partition: self.batch.partition,
-            offset: slot.offset,
-            timestamp: Timestamp::from_millis(slot.timestamp),
-            buf: self.batch.bytes(&(start..slot.headers.end)),
-            key: slot.key.as_ref().map(rebase),
-            value: rebase(&slot.value),
-            headers: rebase(&slot.headers),
-            header_count: slot.header_count,
+            offset: self.offset(),
+            timestamp,
+            buf: self.batch.bytes(&(at..end)),
+            key: key.map(rebase),
+            value: rebase(slot.value_start..slot.value_end),
+            headers: rebase(headers.start.max(slot.value_end)..end),
+            header_count,
         }
     }
 }

@@ -14,6 +14,7 @@ pub(crate) mod index_entry;
 pub(crate) mod message;
 pub(crate) mod offset_commit;
 pub(crate) mod record;
+pub(crate) mod record_decode;
 pub(crate) mod topic_meta;
 pub(crate) mod varint;
 

@@ -41,6 +41,24 @@ pub(crate) fn decode(src: &[u8]) -> Option<(u64, usize)> {
             return Some((u64::from(byte), 1));
         }
     }
+    // With eight bytes at hand (all but the last fields of a batch) a varint of up to 8 bytes
+    // (56 bits: every length and today's timestamps) is decoded without a loop: find the
+    // first byte without the continuation bit, keep the bytes up to it, and squeeze out the
+    // continuation bits in three shift-and-mask steps. Batch headers carry a 6-byte
+    // timestamp, and every read parses one header per batch.
+    if let Some(chunk) = src.first_chunk::<8>() {
+        let word = u64::from_le_bytes(*chunk);
+        let stops = !word & 0x8080_8080_8080_8080;
+        if stops != 0 {
+            // All bits up to the lowest stop bit: exactly the varint's bytes.
+            let mask = stops ^ (stops - 1);
+            let x = word & mask & 0x7f7f_7f7f_7f7f_7f7f;
+            let x = (x & 0x007f_007f_007f_007f) | ((x & 0x7f00_7f00_7f00_7f00) >> 1);
+            let x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x3fff_0000_3fff_0000) >> 2);
+            let x = (x & 0x0000_0000_0fff_ffff) | ((x & 0x0fff_ffff_0000_0000) >> 4);
+            return Some((x, (stops.trailing_zeros() as usize + 1) / 8));
+        }
+    }
     let mut value: u64 = 0;
     for (i, &byte) in src.iter().take(MAX_LEN).enumerate() {
         let group = u64::from(byte & 0x7f);
@@ -107,6 +125,35 @@ mod tests {
             let len = encode(v, &mut buf);
             prop_assert_eq!(len, encoded_len(v));
             prop_assert_eq!(decode(&buf[..len]), Some((v, len)));
+        }
+
+        /// Followed by other bytes (as inside a batch), which takes the 8-byte fast path.
+        #[test]
+        fn round_trips_followed_by_other_bytes(v: u64, tail: [u8; 10]) {
+            let mut buf = [0u8; MAX_LEN];
+            let len = encode(v, &mut buf);
+            let mut bytes = buf[..len].to_vec();
+            bytes.extend_from_slice(&tail);
+            prop_assert_eq!(decode(&bytes), Some((v, len)));
+        }
+
+        /// Any bytes decode as a plain byte-at-a-time LEB128 decoder says.
+        #[test]
+        fn agrees_with_a_byte_at_a_time_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..16)) {
+            let reference = || {
+                let mut value = 0u64;
+                for (i, &byte) in bytes.iter().take(MAX_LEN).enumerate() {
+                    if i == MAX_LEN - 1 && byte > 1 {
+                        return None;
+                    }
+                    value |= u64::from(byte & 0x7f) << (7 * i);
+                    if byte & 0x80 == 0 {
+                        return Some((value, i + 1));
+                    }
+                }
+                None
+            };
+            prop_assert_eq!(decode(&bytes), reference());
         }
 
         #[test]

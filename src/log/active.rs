@@ -254,15 +254,19 @@ impl ActiveSegment {
             MapWriter::new(map).ok_or_else(|| io::Error::other("mapping already has a writer"))
         };
         let (log, index, time) = (writer(&log_map)?, writer(&index_map)?, writer(&time_map)?);
-        let view = Arc::new(SegmentView::new(
-            base_offset,
-            paths.clone(),
-            LogData::Map(log_map),
-            IndexData::Live(index_map, INDEX_HEADER_LEN),
-            IndexData::Live(time_map, SMALL_HEADER_LEN),
-            state.next_offset,
-            state.cadence.max_timestamp(),
-        ));
+        let view = Arc::new(
+            SegmentView::new(
+                base_offset,
+                paths.clone(),
+                LogData::Map(log_map),
+                IndexData::Live(index_map, INDEX_HEADER_LEN),
+                IndexData::Live(time_map, SMALL_HEADER_LEN),
+                state.next_offset,
+                state.cadence.max_timestamp(),
+            )
+            // What the appender writes from here on needs no check when read.
+            .written_from(state.position),
+        );
         Ok(ActiveSegment {
             view,
             log_file,

@@ -8,8 +8,17 @@
 //!
 //! Readers never take a lock to read: the active segment's data end and next offset are
 //! published by the writer (release) and read here (acquire); a sealed segment never changes.
-//! Every batch returned is checked against its CRC and its expected base offset; a failure is a
-//! `Corrupt` error naming the offset, never data.
+//! Every batch returned is checked against its expected base offset, and once per process
+//! against its CRC and its record structure; a failure is a `Corrupt` error naming the offset,
+//! never data.
+//!
+//! Checked once: a view knows that its batches below `verified_to` passed the check (it only
+//! grows, and only from a position below which everything passed, so it is a prefix) and
+//! that its batches from `written_from` on were encoded by this process through this view (the
+//! active segment's appends; `u64::MAX` for data found on disk). Files read without a mapping
+//! (read-only opens) remember nothing. A batch in either range is not checked again: reads of data this process wrote or already read cost a header walk and
+//! one body-length varint per record. A read that starts past the verified prefix checks what
+//! it reads without extending the prefix.
 
 use std::io;
 use std::path::Path;
@@ -26,7 +35,8 @@ use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::batch::{self, BatchError, BatchHeader, MAX_HEADER_LEN};
 use crate::format::file_header::{self, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SegmentSummary};
 use crate::format::index_entry::{self, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
-use crate::format::message::{Batch, Slot};
+use crate::format::message::{Batch, Slot, SourceBatch};
+use crate::format::record_decode;
 use crate::layout::SegmentPaths;
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 
@@ -127,6 +137,10 @@ pub(crate) struct SegmentView {
     /// Set when the segment ends before the next one begins (data known durable is damaged or
     /// missing).
     damage: Option<Damage>,
+    /// Batches ending at or below this position passed their check (see the module docs).
+    verified_to: AtomicU64,
+    /// Batches from this position on were encoded by this process (see the module docs).
+    written_from: u64,
 }
 
 impl SegmentView {
@@ -148,6 +162,33 @@ impl SegmentView {
             next_offset: AtomicU64::new(next_offset),
             max_timestamp: AtomicI64::new(max_timestamp),
             damage: None,
+            verified_to: AtomicU64::new(SEGMENT_HEADER_LEN as u64),
+            written_from: u64::MAX,
+        }
+    }
+
+    /// The view of a segment that this process appends to from `position` on.
+    pub(crate) fn written_from(mut self, position: u64) -> Self {
+        self.written_from = position;
+        self
+    }
+
+    /// Whether the batch at `[start, end)` needs no check (see the module docs).
+    #[inline]
+    fn is_checked(&self, start: u64, end: u64) -> bool {
+        start >= self.written_from || end <= self.verified_to.load(Ordering::Acquire)
+    }
+
+    /// The batch at `[start, end)` passed its check: extends the verified prefix if it
+    /// adjoins it. Not for files read without a mapping: a read-only open reads files that
+    /// another process writes, and after a crash of that process its recovery may cut what
+    /// this one read and write other batches in its place.
+    fn checked(&self, start: u64, end: u64) {
+        if matches!(self.log, LogData::File { .. }) {
+            return;
+        }
+        if self.verified_to.load(Ordering::Acquire) >= start {
+            self.verified_to.fetch_max(end, Ordering::AcqRel);
         }
     }
 
@@ -260,7 +301,10 @@ impl SegmentView {
         let (position, offset) = self.locate(from);
         let mut walk = Walk::new(self, ctx, position, offset, limits.max_bytes as u64)?;
         let mut slots: Vec<Slot> = Vec::with_capacity(limits.max_records.min(1_024));
+        let mut batches: Vec<SourceBatch> = Vec::with_capacity(16);
         let mut taken_bytes = 0u64;
+        // Where the batches taken begin: they all passed their check once the loop is done.
+        let mut verified = None;
         while walk.offset < until {
             let Some(header) = walk.next_header(slots.is_empty())? else {
                 break;
@@ -273,38 +317,59 @@ impl SegmentView {
             {
                 break;
             }
-            let (header, bytes, window_pos) = walk.checked_batch()?;
+            let (bytes, window_pos, checked) = walk.batch_bytes(&header)?;
             let base = walk.offset;
             let rel = u32::try_from(window_pos).map_err(|_| walk.corrupt("batch beyond 4 GiB"))?;
-            batch::decode_records(bytes, &header, |span| {
-                let offset = base + u64::from(span.index);
+            // The records taken are those at `from..until`, up to the limit, so the first one
+            // taken is at `base + skip`; batches alike (single sends within one millisecond,
+            // offsets without gaps) share one entry.
+            let skip = from.saturating_sub(base);
+            let source = SourceBatch {
+                offset_base: (base + skip).saturating_sub(slots.len() as u64),
+                first_timestamp: header.first_timestamp,
+                layout: header.layout(),
+            };
+            if batches.last() != Some(&source) {
+                batches.push(source);
+            }
+            let source = u32::try_from(batches.len() - 1).unwrap_or(u32::MAX);
+            record_decode::index_records(bytes, &header, checked, |index, body, value| {
+                let offset = base + u64::from(index);
                 if offset >= from && offset < until && slots.len() < limits.max_records {
                     slots.push(Slot {
-                        offset,
-                        timestamp: span.timestamp,
-                        key: span.key.map(|r| r.start + rel..r.end + rel),
-                        value: span.value.start + rel..span.value.end + rel,
-                        headers: span.headers.start + rel..span.headers.end + rel,
-                        header_count: span.header_count,
+                        body_start: body.start + rel,
+                        value_start: value.start + rel,
+                        value_end: value.end + rel,
+                        batch: source,
                     });
                 }
             })
             .map_err(|e| walk.corrupt(e))?;
+            // Contiguous: the batches before `from` are only ever skipped before the first
+            // one taken.
+            verified.get_or_insert(walk.position);
             taken_bytes += u64::from(header.length);
             walk.skip(&header);
             if slots.len() >= limits.max_records || taken_bytes >= limits.max_bytes as u64 {
                 break;
             }
         }
+        if let Some(start) = verified {
+            self.checked(start, walk.position);
+        }
         if slots.is_empty() && walk.offset < until {
             return Err(walk.corrupt(format!("segment data ends before offset {until}")));
         }
-        let next = slots.last().map_or(from, |s| s.offset + 1);
+        // One past the last record returned (which is in the last batch listed).
+        let next = batches
+            .last()
+            .map_or(from, |b| b.offset_base + slots.len() as u64);
         Ok(Batch::new(
             Arc::clone(&ctx.topic),
             ctx.partition,
             walk.window.bytes,
             slots,
+            batches,
             next,
         ))
     }
@@ -331,9 +396,9 @@ impl SegmentView {
                 break;
             };
             if header.max_timestamp >= target {
-                let (header, bytes, _) = walk.checked_batch()?;
+                let (bytes, _, _) = walk.batch_bytes(&header)?;
                 let mut found = None;
-                batch::decode_records(bytes, &header, |span| {
+                record_decode::decode_records(bytes, &header, |span| {
                     if found.is_none() && span.timestamp >= target {
                         found = Some(header.base_offset + u64::from(span.index));
                     }
@@ -357,7 +422,6 @@ struct Walk<'a> {
     position: u64,
     offset: u64,
     end: u64,
-    header: Option<BatchHeader>,
 }
 
 impl<'a> Walk<'a> {
@@ -377,7 +441,6 @@ impl<'a> Walk<'a> {
             position,
             offset,
             end,
-            header: None,
         })
     }
 
@@ -408,7 +471,6 @@ impl<'a> Walk<'a> {
                         found: h.base_offset,
                     }));
                 }
-                self.header = Some(h);
                 return Ok(Some(h));
             }
             // A header that did not parse was cut by the window: a longer one holds it.
@@ -432,15 +494,21 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// The current batch (whose header [`Self::next_header`] checked), CRC-checked, with its
-    /// position in the window.
-    fn checked_batch(&self) -> Result<(BatchHeader, &[u8], u64)> {
-        let header = self
-            .header
-            .ok_or_else(|| self.corrupt("no batch header read"))?;
-        let bytes = batch::verify_batch(self.window.from(self.position), &header)
-            .map_err(|e| self.corrupt(e))?;
-        Ok((header, bytes, self.position - self.window.start))
+    /// The bytes of the current batch (whose header [`Self::next_header`] read), their
+    /// position in the window, and whether the batch needs no check of its record structure
+    /// (see the module docs); the CRC is checked here when it is needed.
+    #[inline]
+    fn batch_bytes(&self, header: &BatchHeader) -> Result<(&[u8], u64, bool)> {
+        let end = self.position + u64::from(header.length);
+        let at = self.window.from(self.position);
+        let checked = self.view.is_checked(self.position, end);
+        let bytes = if checked {
+            at.get(..header.length as usize)
+                .ok_or_else(|| self.corrupt(BatchError::Truncated))?
+        } else {
+            batch::verify_batch(at, header).map_err(|e| self.corrupt(e))?
+        };
+        Ok((bytes, self.position - self.window.start, checked))
     }
 
     fn skip(&mut self, header: &BatchHeader) {
