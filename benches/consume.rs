@@ -55,6 +55,17 @@ fn prefill_in_batches(wharf: &Wharf, topic: &str, partitions: u32, records: u64,
     wharf.sync().expect("sync");
 }
 
+/// A consumer of `topic` in a new group (so it starts from the earliest record), committing
+/// under `Write`.
+fn fresh_consumer(wharf: &Wharf, topic: &str) -> wharf::Consumer {
+    wharf
+        .consumer(&group_name())
+        .subscribe([topic])
+        .commit_ack(AckMode::Write)
+        .build()
+        .expect("consumer")
+}
+
 /// Sends `records` records of 100 B to a new topic, one `send_slice` each.
 fn prefill_one_by_one(wharf: &Wharf, topic: &str, records: u64) {
     wharf
@@ -95,12 +106,7 @@ fn poll(c: &mut Criterion) {
     });
     group.bench_function("poll_commit_per_batch_100B_1M", |b| {
         b.iter(|| {
-            let mut consumer = wharf
-                .consumer(&group_name())
-                .subscribe(["bench"])
-                .commit_ack(AckMode::Write)
-                .build()
-                .expect("consumer");
+            let mut consumer = fresh_consumer(&wharf, "bench");
             let (mut count, mut bytes) = (0u64, 0usize);
             while count < RECORDS {
                 let deliveries = consumer
@@ -118,12 +124,7 @@ fn poll(c: &mut Criterion) {
     prefill_one_by_one(&wharf, "single", RECORDS);
     group.bench_function("poll_commit_per_batch_100B_1M_single_sends", |b| {
         b.iter(|| {
-            let mut consumer = wharf
-                .consumer(&group_name())
-                .subscribe(["single"])
-                .commit_ack(AckMode::Write)
-                .build()
-                .expect("consumer");
+            let mut consumer = fresh_consumer(&wharf, "single");
             let (mut count, mut bytes) = (0u64, 0usize);
             let mut deliveries = Vec::new();
             while count < RECORDS {
@@ -140,12 +141,7 @@ fn poll(c: &mut Criterion) {
     });
     group.bench_function("poll_ack_each_100B_1M", |b| {
         b.iter(|| {
-            let mut consumer = wharf
-                .consumer(&group_name())
-                .subscribe(["bench"])
-                .commit_ack(AckMode::Write)
-                .build()
-                .expect("consumer");
+            let mut consumer = fresh_consumer(&wharf, "bench");
             let mut count = 0u64;
             while count < RECORDS {
                 let deliveries = consumer
